@@ -1,0 +1,77 @@
+// Package server assembles a production gRPC server the same way for every
+// Gatehouse service: standard health (readiness from dependency checks,
+// liveness separate), reflection, panic recovery, metrics, tracing, call
+// logging, explicit transport limits, an HTTP side port for /metrics, and
+// the graceful lifecycle of DESIGN.md §4. It knows nothing of any domain.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config holds the transport and lifecycle settings shared by all
+// services. Address defaults differ per service, so GRPCAddr and HTTPAddr
+// have no envDefault: services preset them before config.Load.
+type Config struct {
+	GRPCAddr   string `env:"GRPC_ADDR"`
+	HTTPAddr   string `env:"HTTP_ADDR"`
+	Reflection bool   `env:"GRPC_REFLECTION" envDefault:"true"`
+
+	// DrainDelay is how long the server keeps serving after reporting
+	// NOT_SERVING, so endpoints leave the Service before connections close.
+	DrainDelay time.Duration `env:"DRAIN_DELAY" envDefault:"5s"`
+	// ShutdownTimeout bounds GracefulStop; in-flight calls still running
+	// then are cancelled.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// ReadinessInterval is how often dependency checks run.
+	ReadinessInterval time.Duration `env:"READINESS_INTERVAL" envDefault:"5s"`
+
+	MaxRecvMsgBytes      int           `env:"GRPC_MAX_RECV_MSG_BYTES" envDefault:"1048576"`
+	MaxConcurrentStreams uint32        `env:"GRPC_MAX_CONCURRENT_STREAMS" envDefault:"256"`
+	MaxHeaderListBytes   uint32        `env:"GRPC_MAX_HEADER_LIST_BYTES" envDefault:"65536"`
+	MaxConnectionAge     time.Duration `env:"GRPC_MAX_CONNECTION_AGE" envDefault:"5m"`
+	MaxConnectionGrace   time.Duration `env:"GRPC_MAX_CONNECTION_AGE_GRACE" envDefault:"30s"`
+	MaxConnectionIdle    time.Duration `env:"GRPC_MAX_CONNECTION_IDLE" envDefault:"15m"`
+	// KeepaliveMinTime is the shortest client ping interval tolerated;
+	// clients pinging more often are disconnected (GOAWAY too_many_pings).
+	KeepaliveMinTime time.Duration `env:"GRPC_KEEPALIVE_MIN_TIME" envDefault:"10s"`
+}
+
+// Validate rejects settings that would make the server unsafe or unable
+// to start.
+func (c Config) Validate() error {
+	var errs []error
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("GRPC_ADDR must not be empty"))
+	}
+	if c.HTTPAddr == "" {
+		errs = append(errs, errors.New("HTTP_ADDR must not be empty"))
+	}
+	positive := map[string]time.Duration{
+		"SHUTDOWN_TIMEOUT":         c.ShutdownTimeout,
+		"READINESS_INTERVAL":       c.ReadinessInterval,
+		"GRPC_MAX_CONNECTION_AGE":  c.MaxConnectionAge,
+		"GRPC_MAX_CONNECTION_IDLE": c.MaxConnectionIdle,
+		"GRPC_KEEPALIVE_MIN_TIME":  c.KeepaliveMinTime,
+	}
+	for name, d := range positive {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("DRAIN_DELAY must not be negative, got %s", c.DrainDelay))
+	}
+	if c.MaxRecvMsgBytes < 1024 || c.MaxRecvMsgBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("GRPC_MAX_RECV_MSG_BYTES must be between 1024 and 67108864, got %d", c.MaxRecvMsgBytes))
+	}
+	if c.MaxConcurrentStreams == 0 {
+		errs = append(errs, errors.New("GRPC_MAX_CONCURRENT_STREAMS must be positive"))
+	}
+	if c.MaxHeaderListBytes < 8192 {
+		errs = append(errs, fmt.Errorf("GRPC_MAX_HEADER_LIST_BYTES must be at least 8192 (tokens travel in headers), got %d", c.MaxHeaderListBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,349 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+)
+
+// LivenessService is the health service name that reports only whether the
+// process is alive, never its dependencies: a failing database must make a
+// pod unready, not restart it.
+const LivenessService = "liveness"
+
+// Check is a readiness dependency: the store answers, the keys are loaded.
+type Check struct {
+	Name string
+	Fn   func(ctx context.Context) error
+}
+
+// Options are what a service adds to the shared assembly.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *telemetry.Metrics
+	Tracer  trace.TracerProvider
+	// Unary/Stream interceptors run after metrics, logging and recovery,
+	// in order (authentication first).
+	Unary  []grpc.UnaryServerInterceptor
+	Stream []grpc.StreamServerInterceptor
+	// Checks decide readiness; all must pass.
+	Checks []Check
+}
+
+// Server is a gRPC server plus its HTTP side port.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	checks []Check
+
+	// GRPC is where services register their implementations.
+	GRPC    *grpc.Server
+	health  *health.Server
+	metrics *telemetry.Metrics
+	// HTTP serves /metrics; services may add handlers (e.g. a JWKS).
+	HTTP *http.ServeMux
+
+	watches   *watchRegistry
+	forceStop chan struct{}
+	forceOnce sync.Once
+}
+
+// New assembles the server. Register services on s.GRPC, then call Run.
+func New(cfg Config, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = telemetry.NewMetrics()
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       o.Logger,
+		checks:    o.Checks,
+		health:    health.NewServer(),
+		metrics:   o.Metrics,
+		HTTP:      http.NewServeMux(),
+		watches:   newWatchRegistry(),
+		forceStop: make(chan struct{}),
+	}
+
+	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return !isProbe(c.FullMethod()) })
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(callLevel),
+	}
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+
+	unary := append(o.Metrics.UnaryServerInterceptors(),
+		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...), notHealth),
+		recovery.UnaryServerInterceptor(recoverOpt),
+	)
+	stream := append(o.Metrics.StreamServerInterceptors(),
+		selector.StreamServerInterceptor(logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...), notHealth),
+		recovery.StreamServerInterceptor(recoverOpt),
+	)
+	unary = append(unary, o.Unary...)
+	stream = append(stream, o.Stream...)
+
+	serverOpts := []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.MaxHeaderListSize(cfg.MaxHeaderListBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             cfg.KeepaliveMinTime,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			// Closing connections after an age makes clients reconnect
+			// and re-resolve, so load spreads to new replicas.
+			MaxConnectionAge:      cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: cfg.MaxConnectionGrace,
+			MaxConnectionIdle:     cfg.MaxConnectionIdle,
+		}),
+	}
+	if o.Tracer != nil {
+		serverOpts = append(serverOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(o.Tracer),
+			// otelgrpc's own metrics would duplicate the Prometheus ones.
+			otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
+			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !isProbe(info.FullMethodName) }),
+		)))
+	}
+	s.GRPC = grpc.NewServer(serverOpts...)
+	healthpb.RegisterHealthServer(s.GRPC, &watchLimitedHealth{Server: s.health, watches: s.watches})
+	if cfg.Reflection {
+		reflection.Register(s.GRPC)
+	}
+	s.HTTP.Handle("GET /metrics", o.Metrics.Handler())
+	return s
+}
+
+// isProbe reports whether a method is health or reflection traffic, which
+// is neither traced nor logged: probes every few seconds would drown the
+// signal.
+func isProbe(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.Health/") ||
+		strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+// Run listens on the configured addresses and serves until ctx ends, then
+// shuts down gracefully; see Serve.
+func (s *Server) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	gl, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("listen GRPC_ADDR %s: %w", s.cfg.GRPCAddr, err)
+	}
+	hl, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
+	if err != nil {
+		_ = gl.Close()
+		return fmt.Errorf("listen HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
+	}
+	return s.Serve(ctx, gl, hl)
+}
+
+// Serve serves gRPC on gl and HTTP on hl until ctx ends, then: every health
+// status goes NOT_SERVING, the server keeps serving for DrainDelay so
+// endpoints leave the Service, open health Watch streams are ended,
+// GracefulStop waits for in-flight calls up to ShutdownTimeout, then Stop
+// cancels the rest. ForceStop skips straight to Stop. Serve returns nil
+// after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
+	s.metrics.InitializeMetrics(s.GRPC)
+	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
+	s.setReady(s.checkAll(ctx) == nil)
+
+	httpSrv := &http.Server{Handler: s.HTTP, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.GRPC.Serve(gl); err != nil {
+			errc <- fmt.Errorf("grpc serve: %w", err)
+		}
+	}()
+	go func() {
+		if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http serve: %w", err)
+		}
+	}()
+	readyCtx, stopReadiness := context.WithCancel(context.WithoutCancel(ctx))
+	readinessDone := make(chan struct{})
+	go func() {
+		defer close(readinessDone)
+		s.readinessLoop(readyCtx)
+	}()
+	s.log.Info("serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	case <-s.forceStop:
+	}
+	stopReadiness()
+	<-readinessDone
+	s.shutdown(httpSrv)
+	return serveErr
+}
+
+func (s *Server) shutdown(httpSrv *http.Server) {
+	start := time.Now()
+	s.log.Info("shutting down", "drain_delay", s.cfg.DrainDelay.String(), "shutdown_timeout", s.cfg.ShutdownTimeout.String())
+	// Shutdown sets every status, liveness included, to NOT_SERVING and
+	// ignores later updates.
+	s.health.Shutdown()
+
+	select {
+	case <-time.After(s.cfg.DrainDelay):
+	case <-s.forceStop:
+	}
+	// Watch streams never end on their own and would hold GracefulStop
+	// for the whole timeout (grpc/grpc-go#8776); they have had the
+	// NOT_SERVING update by now.
+	s.watches.endAll()
+
+	stopped := make(chan struct{})
+	go func() {
+		s.GRPC.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-stopped:
+	case <-timer.C:
+		s.log.Warn("graceful stop timed out; cancelling remaining calls")
+		s.GRPC.Stop()
+		<-stopped
+	case <-s.forceStop:
+		s.log.Warn("forced stop; cancelling remaining calls")
+		s.GRPC.Stop()
+		<-stopped
+	}
+
+	httpCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(httpCtx)
+	s.log.Info("stopped", "took", time.Since(start).String())
+}
+
+// ForceStop ends the server at once, whether or not a graceful shutdown
+// is under way (a second SIGTERM).
+func (s *Server) ForceStop() {
+	s.forceOnce.Do(func() { close(s.forceStop) })
+}
+
+// registeredServices lists the names of the services registered by the
+// domain (health and reflection excluded), each of which gets a health
+// status equal to overall readiness.
+func (s *Server) registeredServices() []string {
+	var names []string
+	for name := range s.GRPC.GetServiceInfo() {
+		if !isProbe("/" + name + "/") {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+func (s *Server) readinessLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ReadinessInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.setReady(s.checkAll(ctx) == nil)
+		}
+	}
+}
+
+func (s *Server) checkAll(ctx context.Context) error {
+	var errs []error
+	for _, c := range s.checks {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.Fn(cctx)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) setReady(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	prev, _ := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if prev == nil || prev.GetStatus() != st {
+		s.log.Info("readiness changed", "status", st.String())
+	}
+	s.health.SetServingStatus("", st)
+	for _, name := range s.registeredServices() {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Status reports the readiness status the health service gives for
+// service ("" for the whole server); domain HealthCheck RPCs use it so
+// they never disagree with grpc.health.v1.
+func (s *Server) Status(service string) healthpb.HealthCheckResponse_ServingStatus {
+	resp, err := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		return healthpb.HealthCheckResponse_SERVICE_UNKNOWN
+	}
+	return resp.GetStatus()
+}
+
+func callLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.OK:
+		return logging.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return logging.LevelError
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
+		return logging.LevelWarn
+	default:
+		return logging.LevelInfo
+	}
+}
+
+// slogAdapter lets go-grpc-middleware's logging interceptor write through
+// slog, keeping trace ids on the call-finished line.
+func slogAdapter(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
