@@ -1,0 +1,124 @@
+// Package database is the SQL plumbing shared by the services: it opens
+// SQLite (modernc.org/sqlite) or PostgreSQL (pgx) behind one *sql.DB, runs
+// the service's embedded goose migrations, and classifies driver errors so
+// domain stores can map them to their own sentinels. It knows nothing about
+// any domain.
+//
+// Query text is portable when it uses $1, $2, ... placeholders: PostgreSQL
+// requires them and modernc.org/sqlite binds $N to the N-th argument (reuse
+// and any order included), so no rebinding step is needed.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+)
+
+// Dialect names the SQL dialect behind a DB.
+type Dialect string
+
+// Supported dialects. The values double as the names of the per-dialect
+// migration directories.
+const (
+	DialectSQLite   Dialect = "sqlite"
+	DialectPostgres Dialect = "postgres"
+)
+
+// DialectOf reports which dialect Open picks for url: PostgreSQL for
+// postgres:// and postgresql:// URLs, SQLite for anything else.
+func DialectOf(url string) Dialect {
+	lower := strings.ToLower(url)
+	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return DialectPostgres
+	}
+	return DialectSQLite
+}
+
+// DB is an open, migrated database.
+type DB struct {
+	sql     *sql.DB
+	dialect Dialect
+	url     string // redacted
+}
+
+// Open connects to url, checks the connection and applies the migrations in
+// migrations/<dialect> (for example sqlite/00001_users.sql). A nil
+// migrations skips migrating.
+//
+// SQLite URLs may be sqlite://path, sqlite:path, file:path (an SQLite URI,
+// passed on whole) or a bare path; sqlite:///abs/path is absolute. The
+// parent directory is created if missing. Query parameters understood by
+// modernc.org/sqlite (for example _busy_timeout) override the defaults Open
+// sets: WAL journal, busy_timeout 5000 ms, foreign_keys on, synchronous
+// NORMAL, BEGIN IMMEDIATE transactions.
+//
+// ctx bounds connecting and migrating; without a deadline an unreachable
+// server can hold Open for as long as the OS takes to give up on TCP.
+// Errors never contain the password from url. A failure to reach the
+// database wraps the driver error, so IsUnavailable reports it and callers
+// can decide to retry.
+func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
+	db := &DB{dialect: DialectOf(url), url: RedactURL(url)}
+	var err error
+	switch db.dialect {
+	case DialectPostgres:
+		db.sql, err = openPostgres(ctx, url)
+	default:
+		db.sql, err = openSQLite(ctx, url)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if migrations != nil {
+		if err := migrate(ctx, db, migrations); err != nil {
+			_ = db.sql.Close()
+			return nil, fmt.Errorf("database: migrate %s: %w", db.url, err)
+		}
+	}
+	return db, nil
+}
+
+// SQL returns the underlying pool, for queries and for tuning its limits.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Dialect reports whether db is SQLite or PostgreSQL.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// String returns the database URL with its password masked, for logs.
+func (db *DB) String() string { return db.url }
+
+// Ping checks that the database is reachable.
+func (db *DB) Ping(ctx context.Context) error {
+	return db.sql.PingContext(ctx)
+}
+
+// Close closes the pool. It is safe to call more than once.
+func (db *DB) Close() error {
+	return db.sql.Close()
+}
+
+// sanitizedError carries a message from which a secret has been removed
+// while still unwrapping to the original error for errors.Is/As.
+type sanitizedError struct {
+	msg string
+	err error
+}
+
+func (e *sanitizedError) Error() string { return e.msg }
+func (e *sanitizedError) Unwrap() error { return e.err }
+
+// wrapf builds an error "prefix: cause" in which secret never appears, even
+// if the driver quoted it in its own message.
+func wrapf(err error, secret, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...) + ": " + err.Error()
+	if secret != "" {
+		msg = strings.ReplaceAll(msg, secret, redacted)
+	}
+	return &sanitizedError{msg: msg, err: err}
+}
+
+var errEmptyPath = errors.New("empty SQLite path")

@@ -1,0 +1,530 @@
+package database_test
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database/dbtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+//go:embed testdata/migrations
+var embedded embed.FS
+
+// migrations holds a widgets table with a primary key and a unique name.
+var migrations = func() fs.FS {
+	sub, err := fs.Sub(embedded, "testdata/migrations")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}()
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func openSQLite(t *testing.T, url string) *database.DB {
+	t.Helper()
+	db, err := database.Open(testContext(t), url, migrations)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", url, err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func pragma(t *testing.T, db *database.DB, name string) string {
+	t.Helper()
+	var v string
+	if err := db.SQL().QueryRowContext(testContext(t), "PRAGMA "+name).Scan(&v); err != nil {
+		t.Fatalf("PRAGMA %s: %v", name, err)
+	}
+	return v
+}
+
+func insertWidget(ctx context.Context, db *database.DB, id, name string) error {
+	_, err := db.SQL().ExecContext(ctx, `INSERT INTO widgets (id, name) VALUES ($1, $2)`, id, name)
+	return err
+}
+
+func TestOpenSQLiteURLForms(t *testing.T) {
+	tests := []struct {
+		name        string
+		url         func(dir string) string
+		file        string // where the database must end up, relative to dir
+		busyTimeout string
+	}{
+		{"bare path", func(d string) string { return filepath.Join(d, "bare.db") }, "bare.db", "5000"},
+		{"bare path, missing parents", func(d string) string { return filepath.Join(d, "a", "b", "c.db") }, "a/b/c.db", "5000"},
+		{"sqlite:// absolute", func(d string) string { return "sqlite://" + filepath.Join(d, "abs.db") }, "abs.db", "5000"},
+		{"sqlite: path", func(d string) string { return "sqlite:" + filepath.Join(d, "opaque.db") }, "opaque.db", "5000"},
+		{"file: URI", func(d string) string { return "file:" + filepath.Join(d, "uri.db") }, "uri.db", "5000"},
+		{"file:// URI with missing parent", func(d string) string { return "file://" + filepath.Join(d, "x", "uri.db") }, "x/uri.db", "5000"},
+		{"relative path", func(string) string { return "rel/rel.db" }, "rel/rel.db", "5000"},
+		{"sqlite: relative path", func(string) string { return "sqlite:rel.db" }, "rel.db", "5000"},
+		{"query overrides a default", func(d string) string { return filepath.Join(d, "q.db") + "?_busy_timeout=1234" }, "q.db", "1234"},
+		{"alias overrides a default", func(d string) string { return "sqlite:" + filepath.Join(d, "q.db") + "?_timeout=4321" }, "q.db", "4321"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Chdir(dir)
+			db := openSQLite(t, tt.url(dir))
+
+			if got := db.Dialect(); got != database.DialectSQLite {
+				t.Errorf("Dialect() = %q, want %q", got, database.DialectSQLite)
+			}
+			if _, err := os.Stat(filepath.Join(dir, tt.file)); err != nil {
+				t.Errorf("database file: %v", err)
+			}
+			if err := insertWidget(testContext(t), db, "w1", "one"); err != nil {
+				t.Errorf("migrated table unusable: %v", err)
+			}
+			for name, want := range map[string]string{
+				"journal_mode": "wal",
+				"foreign_keys": "1",
+				"synchronous":  "1", // NORMAL
+				"busy_timeout": tt.busyTimeout,
+			} {
+				if got := pragma(t, db, name); got != want {
+					t.Errorf("PRAGMA %s = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestOpenSQLiteInMemory(t *testing.T) {
+	db := openSQLite(t, "sqlite::memory:")
+	ctx := testContext(t)
+	// Each statement may use a different pooled connection; an in-memory
+	// database is only one database if the pool keeps a single connection.
+	for i := range 5 {
+		if err := insertWidget(ctx, db, fmt.Sprint(i), fmt.Sprint("w", i)); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	var n int
+	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM widgets`).Scan(&n); err != nil || n != 5 {
+		t.Fatalf("count = %d, %v; want 5", n, err)
+	}
+}
+
+func TestOpenMigratesOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "twice.db")
+	first := openSQLite(t, path)
+	if err := insertWidget(testContext(t), first, "w1", "one"); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Close()
+
+	// Re-running the migration would fail (table exists) or lose the row.
+	second := openSQLite(t, path)
+	var n int
+	if err := second.SQL().QueryRowContext(testContext(t), `SELECT count(*) FROM widgets`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("count after reopen = %d, %v; want 1", n, err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	aFile := filepath.Join(dir, "file")
+	if err := os.WriteFile(aFile, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	brokenSQL := fstest.MapFS{
+		"sqlite/00001_broken.sql": {Data: []byte("-- +goose Up\nCREATE TABLE (;\n")},
+	}
+	onlyPostgres := fstest.MapFS{
+		"postgres/00001_x.sql": {Data: []byte("-- +goose Up\nSELECT 1;\n")},
+	}
+	const secret = "s3cretpw"
+	tests := []struct {
+		name        string
+		url         string
+		migrations  fs.FS
+		wantInError string
+		unavailable bool
+	}{
+		{"empty SQLite path", "sqlite:", migrations, "empty SQLite path", false},
+		{"parent is a file", filepath.Join(aFile, "db.sqlite"), migrations, "create directory", false},
+		{"bad SQLite parameter", filepath.Join(dir, "p.db") + "?_journal_mode=bogus", migrations, "journal_mode", false},
+		{"no directory for the dialect", filepath.Join(dir, "m.db"), onlyPostgres, "sqlite/", false},
+		{"broken migration", filepath.Join(dir, "b.db"), brokenSQL, "00001_broken.sql", false},
+		{"invalid PostgreSQL URL", "postgres://app:" + secret + "@db.internal:notaport/app", nil, "invalid PostgreSQL URL", false},
+		{"unparsable PostgreSQL URL", "postgres://app:" + secret + "@db\x7f/app", nil, "invalid PostgreSQL URL", false},
+		{"invalid PostgreSQL parameter", "postgres://app:" + secret + "@127.0.0.1/app?sslmode=sometimes", nil, "invalid PostgreSQL URL", false},
+		{"PostgreSQL not listening", "postgres://app:" + secret + "@127.0.0.1:1/app?sslmode=disable&connect_timeout=5", nil, "connect to postgres://app:xxxxx@127.0.0.1:1/app", true},
+		{"PostgreSQL password in query", "postgresql://app@127.0.0.1:1/app?sslmode=disable&password=" + secret, nil, "connect to", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, err := database.Open(testContext(t), tt.url, tt.migrations)
+			if err == nil {
+				_ = db.Close()
+				t.Fatalf("Open(%q) succeeded, want an error", tt.url)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantInError) {
+				t.Errorf("error %q does not mention %q", msg, tt.wantInError)
+			}
+			if strings.Contains(msg, secret) {
+				t.Errorf("error leaks the password: %q", msg)
+			}
+			if got := database.IsUnavailable(err); got != tt.unavailable {
+				t.Errorf("IsUnavailable(%q) = %v, want %v", msg, got, tt.unavailable)
+			}
+		})
+	}
+}
+
+func TestOpenPostgresWrongPassword(t *testing.T) {
+	serverURL := dbtest.ServerURL(t)
+	const wrong = "not-the-Passw0rd"
+	u, err := url.Parse(serverURL)
+	if err != nil || u.User == nil {
+		t.Skipf("%s has no user to give a wrong password", dbtest.PostgresURLEnv)
+	}
+	u.User = url.UserPassword(u.User.Username(), wrong)
+
+	_, err = database.Open(testContext(t), u.String(), nil)
+	if err == nil {
+		t.Fatal("Open with a wrong password succeeded")
+	}
+	if strings.Contains(err.Error(), wrong) {
+		t.Errorf("error leaks the password: %q", err)
+	}
+	// A wrong password is a configuration error, not an outage to wait out.
+	if database.IsUnavailable(err) {
+		t.Errorf("IsUnavailable(%q) = true, want false", err)
+	}
+}
+
+func TestDialectOf(t *testing.T) {
+	tests := []struct {
+		url  string
+		want database.Dialect
+	}{
+		{"postgres://u:p@host/db", database.DialectPostgres},
+		{"postgresql://host/db?sslmode=disable", database.DialectPostgres},
+		{"POSTGRES://host/db", database.DialectPostgres},
+		{"sqlite:///var/lib/gatehouse/users.db", database.DialectSQLite},
+		{"sqlite:users.db", database.DialectSQLite},
+		{"file:users.db?mode=rwc", database.DialectSQLite},
+		{"/var/lib/gatehouse/users.db", database.DialectSQLite},
+		{"users.db", database.DialectSQLite},
+		{"postgres.db", database.DialectSQLite},
+		{"postgres:/not-a-server-url", database.DialectSQLite},
+		{"", database.DialectSQLite},
+	}
+	for _, tt := range tests {
+		if got := database.DialectOf(tt.url); got != tt.want {
+			t.Errorf("DialectOf(%q) = %q, want %q", tt.url, got, tt.want)
+		}
+	}
+}
+
+func TestDollarPlaceholdersOnBothDialects(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		ctx := testContext(t)
+		// Out of order and reused: what a shared query text must survive.
+		if _, err := db.SQL().ExecContext(ctx,
+			`INSERT INTO widgets (id, name, note) VALUES ($2, $1, $2)`, "name-1", "id-1"); err != nil {
+			t.Fatalf("insert: %v", err)
+		}
+		var id, name, note string
+		err := db.SQL().QueryRowContext(ctx,
+			`SELECT id, name, note FROM widgets WHERE id = $1 AND note = $1 AND name = $2`, "id-1", "name-1").
+			Scan(&id, &name, &note)
+		if err != nil {
+			t.Fatalf("select: %v", err)
+		}
+		if id != "id-1" || name != "name-1" || note != "id-1" {
+			t.Errorf("got (%q, %q, %q), want (id-1, name-1, id-1)", id, name, note)
+		}
+	})
+}
+
+func TestIsUniqueViolation(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		ctx := testContext(t)
+		if err := insertWidget(ctx, db, "w1", "one"); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			err  error
+			want bool
+		}{
+			{"unique column", insertWidget(ctx, db, "w2", "one"), true},
+			{"primary key", insertWidget(ctx, db, "w1", "two"), true},
+			{"wrapped", fmt.Errorf("store: %w", insertWidget(ctx, db, "w3", "one")), true},
+			{"not null", func() error {
+				_, err := db.SQL().ExecContext(ctx, `INSERT INTO widgets (id, name) VALUES ($1, NULL)`, "w4")
+				return err
+			}(), false},
+			{"syntax error", func() error {
+				_, err := db.SQL().ExecContext(ctx, `INSERT INTO nowhere VALUES (1)`)
+				return err
+			}(), false},
+			{"no rows", db.SQL().QueryRowContext(ctx, `SELECT id FROM widgets WHERE id = 'none'`).Scan(new(string)), false},
+			{"nil", nil, false},
+		}
+		for _, tt := range tests {
+			if tt.want && tt.err == nil {
+				t.Errorf("%s: the statement succeeded, want a constraint violation", tt.name)
+				continue
+			}
+			if got := database.IsUniqueViolation(tt.err); got != tt.want {
+				t.Errorf("%s: IsUniqueViolation(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+			}
+			if tt.err != nil && database.IsUnavailable(tt.err) {
+				t.Errorf("%s: IsUnavailable(%v) = true for an error of the statement", tt.name, tt.err)
+			}
+		}
+	})
+}
+
+func TestIsUnavailableClassifiesPlainErrors(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{errors.New("something else"), false},
+		{sql.ErrNoRows, false},
+		{context.Canceled, false},
+		{driver.ErrBadConn, true},
+		{sql.ErrConnDone, true},
+		{fmt.Errorf("query: %w", context.DeadlineExceeded), true},
+	}
+	for _, tt := range tests {
+		if got := database.IsUnavailable(tt.err); got != tt.want {
+			t.Errorf("IsUnavailable(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestIsUnavailableAfterClose(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		ctx := testContext(t)
+		if err := db.Ping(ctx); err != nil {
+			t.Fatalf("Ping before Close: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		errs := map[string]error{
+			"ping":   db.Ping(ctx),
+			"query":  db.SQL().QueryRowContext(ctx, `SELECT name FROM widgets`).Scan(new(string)),
+			"insert": insertWidget(ctx, db, "w1", "one"),
+		}
+		for op, err := range errs {
+			if !database.IsUnavailable(err) {
+				t.Errorf("%s on a closed DB: IsUnavailable(%v) = false", op, err)
+			}
+		}
+	})
+}
+
+func TestIsUnavailableWhenServerEndsSession(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		if db.Dialect() != database.DialectPostgres {
+			t.Skip("a server-side disconnect exists only on PostgreSQL")
+		}
+		ctx := testContext(t)
+		conn, err := db.SQL().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = conn.ExecContext(ctx, `SELECT pg_terminate_backend(pg_backend_pid())`)
+		if err == nil {
+			t.Fatal("terminating the own backend succeeded without an error")
+		}
+		if !database.IsUnavailable(err) {
+			t.Errorf("IsUnavailable(%v) = false", err)
+		}
+	})
+}
+
+func TestIsUnavailableWhenSQLiteStaysLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "locked.db")
+	holder := openSQLite(t, path)
+	waiter := openSQLite(t, path+"?_busy_timeout=50")
+	ctx := testContext(t)
+
+	tx, err := holder.SQL().BeginTx(ctx, nil) // BEGIN IMMEDIATE: takes the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	err = insertWidget(ctx, waiter, "w1", "one")
+	if err == nil {
+		t.Fatal("write succeeded while another connection held the write lock")
+	}
+	if !database.IsUnavailable(err) {
+		t.Errorf("IsUnavailable(%v) = false", err)
+	}
+	if database.IsUniqueViolation(err) {
+		t.Errorf("IsUniqueViolation(%v) = true", err)
+	}
+}
+
+// TestConcurrentWriters runs transactions that read before they write, the
+// pattern that fails at once with SQLITE_BUSY under SQLite's default
+// deferred transactions however long the busy timeout is.
+func TestConcurrentWriters(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		const writers, perWriter = 8, 20
+		ctx := testContext(t)
+		var wg sync.WaitGroup
+		errs := make(chan error, writers*perWriter)
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perWriter {
+					errs <- readThenWrite(ctx, db, fmt.Sprintf("w%d-%d", w, i))
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		failed := 0
+		for err := range errs {
+			if err != nil {
+				failed++
+				if failed <= 3 {
+					t.Errorf("transaction failed: %v", err)
+				}
+			}
+		}
+		if failed > 0 {
+			t.Fatalf("%d of %d transactions failed", failed, writers*perWriter)
+		}
+		var n int
+		if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM widgets`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != writers*perWriter {
+			t.Errorf("count = %d, want %d", n, writers*perWriter)
+		}
+	})
+}
+
+func readThenWrite(ctx context.Context, db *database.DB, id string) error {
+	tx, err := db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM widgets`).Scan(&n); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO widgets (id, name, note) VALUES ($1, $1, $2)`, id, fmt.Sprint(n)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func TestRedactURL(t *testing.T) {
+	tests := []struct {
+		name, in, want, secret string
+	}{
+		{"password in user info",
+			"postgres://app:hunter2@db:5432/users?sslmode=disable",
+			"postgres://app:xxxxx@db:5432/users?sslmode=disable", "hunter2"},
+		{"escaped characters",
+			"postgresql://app:p%40ss%2Fw0rd@db/users",
+			"postgresql://app:xxxxx@db/users", "w0rd"},
+		{"password in query",
+			"postgres://app@db/users?sslmode=require&password=hunter2",
+			"postgres://app@db/users?password=xxxxx&sslmode=require", "hunter2"},
+		{"sslpassword in query",
+			"postgres://db/users?sslpassword=hunter2",
+			"postgres://db/users?sslpassword=xxxxx", "hunter2"},
+		{"unescaped slash in password",
+			"postgres://app:hun/ter2@db/users",
+			"postgres://app:xxxxx@db/users", "ter2"},
+		{"unescaped slash, digits before it",
+			"postgres://app:123/hunter2@db/users",
+			"postgres://app:xxxxx@db/users", "123"},
+		{"unescaped hash in password",
+			"postgres://app:hun#ter2@db/users",
+			"postgres://app:xxxxx@db/users", "ter2"},
+		{"unescaped question mark in password",
+			"postgres://app:hun?ter2@db/users",
+			"postgres://app:xxxxx@db/users", "ter2"},
+		{"unescaped at sign in password",
+			"postgres://app:hun@ter2@db/users",
+			"postgres://app:xxxxx@db/users", "ter2"},
+		{"key/value connection string",
+			"host=db user=app password=hunter2 dbname=users",
+			"host=db user=app password=xxxxx dbname=users", "hunter2"},
+		{"user without password", "postgres://app@db/users", "postgres://app@db/users", ""},
+		{"no credentials", "postgres://db/users?sslmode=disable", "postgres://db/users?sslmode=disable", ""},
+		{"SQLite path", "/var/lib/gatehouse/users.db", "/var/lib/gatehouse/users.db", ""},
+		{"SQLite URL", "sqlite:///var/lib/users.db?_busy_timeout=100", "sqlite:///var/lib/users.db?_busy_timeout=100", ""},
+		{"file URI", "file:users.db?mode=rwc", "file:users.db?mode=rwc", ""},
+		{"empty", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := database.RedactURL(tt.in)
+			if got != tt.want {
+				t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			if tt.secret != "" && strings.Contains(got, tt.secret) {
+				t.Errorf("RedactURL(%q) = %q still contains %q", tt.in, got, tt.secret)
+			}
+		})
+	}
+}
+
+// FuzzRedactURL checks that a password placed in the user info never
+// survives redaction, whatever the other parts look like.
+func FuzzRedactURL(f *testing.F) {
+	f.Add("postgres", "app", "hunter2", "db:5432/users?sslmode=disable")
+	f.Add("postgresql", "app", "p/ss#w?rd", "db/users")
+	f.Add("postgres", "a@b", "123", "db/x@y")
+	f.Add("postgres", "app", "s3cret", "db/users?password=other")
+	f.Fuzz(func(t *testing.T, scheme, user, password, rest string) {
+		in := scheme + "://" + user + ":" + password + "@" + rest
+		got := database.RedactURL(in)
+		if len(password) < 3 || strings.Contains(scheme+"://"+user+"@"+rest+"xxxxx", password) ||
+			strings.Contains(user, ":") {
+			// The password cannot be told apart from the other parts.
+			return
+		}
+		if strings.Contains(got, password) {
+			t.Errorf("RedactURL(%q) = %q still contains %q", in, got, password)
+		}
+	})
+}

@@ -1,0 +1,45 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
+	safe := RedactURL(raw)
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Without a parse we cannot tell which part is the password, so
+		// nothing from the input or from the parser goes into the message.
+		return nil, fmt.Errorf("database: invalid PostgreSQL URL %s", safe)
+	}
+	secret, _ := u.User.Password()
+	if secret == "" {
+		secret = u.Query().Get("password")
+	}
+	cfg, err := pgx.ParseConfig(raw)
+	if err != nil {
+		return nil, wrapf(err, secret, "database: invalid PostgreSQL URL %s", safe)
+	}
+	if secret == "" {
+		secret = cfg.Password // from PGPASSWORD or a passfile
+	}
+	db := stdlib.OpenDB(*cfg)
+	// Bounded so that several replicas stay well under the server's
+	// max_connections (100 by default); tune through DB.SQL().
+	db.SetMaxOpenConns(16)
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, wrapf(err, secret, "database: connect to %s", safe)
+	}
+	return db, nil
+}

@@ -1,0 +1,116 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// sqliteDefaults are applied unless the URL sets the key or its alias.
+//
+// WAL lets readers run alongside the single writer. BEGIN IMMEDIATE takes
+// the write lock when a read-write transaction starts, so the busy timeout
+// covers the wait; with the default DEFERRED mode a transaction that reads
+// and then writes fails at once with SQLITE_BUSY when another connection
+// committed in between, whatever the timeout. Times are written in SQLite's
+// own format so date functions and the driver's parser both understand them.
+var sqliteDefaults = []struct{ key, alias, value string }{
+	{"_busy_timeout", "_timeout", "5000"},
+	{"_journal_mode", "_journal", "WAL"},
+	{"_foreign_keys", "_fk", "on"},
+	{"_synchronous", "_sync", "NORMAL"},
+	{"_txlock", "", "immediate"},
+	{"_time_format", "", "sqlite"},
+}
+
+type sqliteTarget struct {
+	dsn    string // what modernc.org/sqlite is given
+	path   string // file system path of the database file
+	memory bool
+}
+
+// parseSQLiteURL turns the accepted URL forms into a modernc DSN.
+func parseSQLiteURL(raw string) (sqliteTarget, error) {
+	name, isURI := raw, false
+	lower := strings.ToLower(raw)
+	switch {
+	case strings.HasPrefix(lower, "sqlite://"):
+		name = raw[len("sqlite://"):]
+	case strings.HasPrefix(lower, "sqlite:"):
+		name = raw[len("sqlite:"):]
+	case strings.HasPrefix(lower, "file:"):
+		isURI = true
+	}
+	base, rawQuery, _ := strings.Cut(name, "?")
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return sqliteTarget{}, fmt.Errorf("invalid query parameters: %w", err)
+	}
+	path := base
+	if isURI {
+		u, err := url.Parse(base)
+		if err != nil {
+			return sqliteTarget{}, fmt.Errorf("invalid file URI: %w", err)
+		}
+		path = u.Path
+		if u.Opaque != "" { // file:relative/path
+			if path, err = url.PathUnescape(u.Opaque); err != nil {
+				return sqliteTarget{}, fmt.Errorf("invalid file URI: %w", err)
+			}
+		}
+	}
+	t := sqliteTarget{path: path, memory: path == ":memory:" || q.Get("mode") == "memory"}
+	if t.path == "" && !t.memory {
+		return sqliteTarget{}, errEmptyPath
+	}
+	for _, d := range sqliteDefaults {
+		if q.Has(d.key) || (d.alias != "" && q.Has(d.alias)) {
+			continue
+		}
+		q.Set(d.key, d.value)
+	}
+	t.dsn = base + "?" + q.Encode()
+	return t, nil
+}
+
+func openSQLite(ctx context.Context, raw string) (*sql.DB, error) {
+	t, err := parseSQLiteURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("database: SQLite URL %s: %w", RedactURL(raw), err)
+	}
+	if !t.memory {
+		if dir := filepath.Dir(t.path); dir != "." {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("database: create directory for SQLite database: %w", err)
+			}
+		}
+	}
+	db, err := sql.Open("sqlite", t.dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database: open SQLite %s: %w", RedactURL(raw), err)
+	}
+	// WAL serves readers in parallel and queues writers on the busy
+	// timeout, so a few connections help reads without making writes fail.
+	// An in-memory database exists per connection, so it gets exactly one
+	// that is never closed.
+	conns := max(4, runtime.GOMAXPROCS(0))
+	if t.memory {
+		conns = 1
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("database: open SQLite %s: %w", RedactURL(raw), err)
+	}
+	return db, nil
+}

@@ -1,0 +1,225 @@
+// Package password hashes and verifies passwords with argon2id. It
+// implements user.PasswordHasher.
+//
+// Every hash and every verification holds one of a fixed number of slots
+// while it runs, so memory stays near Params.Memory times the slot count
+// however many requests arrive: a caller waits for a slot as long as its
+// context allows and then fails with user.ErrOverloaded.
+package password
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+
+	"github.com/alexedwards/argon2id"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
+)
+
+// Params are the argon2id cost parameters.
+type Params struct {
+	Memory      uint32 // KiB
+	Iterations  uint32
+	Parallelism uint8
+	SaltLength  uint32 // bytes
+	KeyLength   uint32 // bytes
+}
+
+// DefaultParams returns the OWASP recommendation for argon2id: 19 MiB of
+// memory, 2 iterations, 1 lane, a 16-byte salt and a 32-byte key.
+func DefaultParams() Params {
+	return Params{Memory: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+}
+
+// Limits on the shape of a hash, configured or stored.
+const (
+	minSaltLength = 8  // the argon2 minimum
+	maxSaltLength = 64 // far above any real salt
+	minKeyLength  = 16 // shorter keys collide too easily
+	maxKeyLength  = 64
+	// costFactor bounds each cost of a stored hash at this multiple of the
+	// configured one. Hashes made before the parameters were lowered still
+	// verify, while a corrupted or planted hash cannot demand gigabytes or
+	// hours.
+	costFactor = 4
+)
+
+// ErrInvalidHash reports a stored hash that is not an argon2id hash this
+// package accepts.
+var ErrInvalidHash = errors.New("password: invalid stored hash")
+
+// Hasher hashes and verifies passwords. It is safe for concurrent use.
+type Hasher struct {
+	params Params
+	slots  chan struct{}
+	dummy  string // a hash with params, for users that do not exist
+}
+
+var _ user.PasswordHasher = (*Hasher)(nil)
+
+// New returns a Hasher using params, the zero Params meaning
+// DefaultParams(), that runs at most maxConcurrent argon2id computations at
+// a time; maxConcurrent <= 0 means runtime.GOMAXPROCS(0). It computes one
+// hash up front, the stand-in for unknown users.
+func New(params Params, maxConcurrent int) (*Hasher, error) {
+	if params == (Params{}) {
+		params = DefaultParams()
+	}
+	if err := params.validate(); err != nil {
+		return nil, fmt.Errorf("password: %w", err)
+	}
+	if maxConcurrent <= 0 {
+		maxConcurrent = runtime.GOMAXPROCS(0)
+	}
+	h := &Hasher{params: params, slots: make(chan struct{}, maxConcurrent)}
+	dummy, err := argon2id.CreateHash("gatehouse: no such user", h.argon2idParams())
+	if err != nil {
+		return nil, fmt.Errorf("password: dummy hash: %w", err)
+	}
+	h.dummy = dummy
+	return h, nil
+}
+
+// Params returns the parameters new hashes are made with.
+func (h *Hasher) Params() Params { return h.params }
+
+// Hash returns the argon2id hash of password in PHC string format, with a
+// fresh random salt.
+func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
+	release, err := h.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	hash, err := argon2id.CreateHash(password, h.argon2idParams())
+	if err != nil {
+		return "", fmt.Errorf("password: hash: %w", err)
+	}
+	return hash, nil
+}
+
+// Verify reports whether password matches hash, comparing in constant
+// time. An empty hash, for a user that does not exist, is checked against a
+// dummy hash with the same parameters so that it takes as long as a real
+// check, and never matches. A hash that cannot be parsed, has other salt or
+// key lengths than Params, or costs more than 4 times Params in memory,
+// iterations or lanes gives an error wrapping ErrInvalidHash: lowering the
+// costs keeps old hashes working, changing the lengths does not.
+func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error) {
+	unknownUser := hash == ""
+	if !unknownUser {
+		if err := h.checkStored(hash); err != nil {
+			return false, err
+		}
+	}
+	release, err := h.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	if unknownUser {
+		hash = h.dummy
+	}
+	// The library compares the derived keys with crypto/subtle.
+	match, err := argon2id.ComparePasswordAndHash(password, hash)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", ErrInvalidHash, err)
+	}
+	return match && !unknownUser, nil
+}
+
+// acquire waits for a free slot until ctx ends.
+func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
+	release = func() { <-h.slots }
+	select {
+	case h.slots <- struct{}{}:
+		return release, nil
+	default:
+	}
+	select {
+	case h.slots <- struct{}{}:
+		return release, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("password: no free hashing slot: %w: %w", user.ErrOverloaded, ctx.Err())
+	}
+}
+
+// checkStored parses hash and checks it against the limits, before any
+// expensive work: x/crypto/argon2 panics on zero iterations or lanes, the
+// library would take an empty key as a match for every password, and a
+// planted cost could exhaust memory.
+func (h *Hasher) checkStored(hash string) error {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 6 || parts[0] != "" {
+		return fmt.Errorf("%w: not a PHC string with 5 fields", ErrInvalidHash)
+	}
+	p, salt, key, err := argon2id.DecodeHash(hash)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidHash, err)
+	}
+	// The library's Sscanf parsing ignores trailing text; the canonical
+	// form rules out junk and cut-off fields it would let through.
+	if parts[2] != fmt.Sprintf("v=%d", argon2.Version) ||
+		parts[3] != fmt.Sprintf("m=%d,t=%d,p=%d", p.Memory, p.Iterations, p.Parallelism) {
+		return fmt.Errorf("%w: version or parameters not in canonical form", ErrInvalidHash)
+	}
+	stored := Params{Memory: p.Memory, Iterations: p.Iterations, Parallelism: p.Parallelism}
+	if err := stored.validateCost(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidHash, err)
+	}
+	// Lengths other than the configured ones mean a truncated or altered
+	// hash; unlike costs they have no reason to change over time.
+	if len(salt) != int(h.params.SaltLength) || len(key) != int(h.params.KeyLength) {
+		return fmt.Errorf("%w: %d-byte salt and %d-byte key, want %d and %d",
+			ErrInvalidHash, len(salt), len(key), h.params.SaltLength, h.params.KeyLength)
+	}
+	limit := h.params
+	switch {
+	case uint64(stored.Memory) > costFactor*uint64(limit.Memory):
+		return fmt.Errorf("%w: memory %d KiB exceeds %d times the configured %d KiB", ErrInvalidHash, stored.Memory, costFactor, limit.Memory)
+	case uint64(stored.Iterations) > costFactor*uint64(limit.Iterations):
+		return fmt.Errorf("%w: %d iterations exceed %d times the configured %d", ErrInvalidHash, stored.Iterations, costFactor, limit.Iterations)
+	case uint64(stored.Parallelism) > costFactor*uint64(limit.Parallelism):
+		return fmt.Errorf("%w: %d lanes exceed %d times the configured %d", ErrInvalidHash, stored.Parallelism, costFactor, limit.Parallelism)
+	}
+	return nil
+}
+
+func (p Params) validate() error {
+	if err := p.validateCost(); err != nil {
+		return err
+	}
+	switch {
+	case p.SaltLength < minSaltLength || p.SaltLength > maxSaltLength:
+		return fmt.Errorf("salt length %d is outside [%d, %d]", p.SaltLength, minSaltLength, maxSaltLength)
+	case p.KeyLength < minKeyLength || p.KeyLength > maxKeyLength:
+		return fmt.Errorf("key length %d is outside [%d, %d]", p.KeyLength, minKeyLength, maxKeyLength)
+	}
+	return nil
+}
+
+func (p Params) validateCost() error {
+	switch {
+	case p.Iterations < 1:
+		return errors.New("iterations must be at least 1")
+	case p.Parallelism < 1:
+		return errors.New("parallelism must be at least 1")
+	case p.Memory < 8*uint32(p.Parallelism):
+		return fmt.Errorf("memory %d KiB is below the argon2 minimum of 8 KiB per lane", p.Memory)
+	}
+	return nil
+}
+
+func (h *Hasher) argon2idParams() *argon2id.Params {
+	return &argon2id.Params{
+		Memory:      h.params.Memory,
+		Iterations:  h.params.Iterations,
+		Parallelism: h.params.Parallelism,
+		SaltLength:  h.params.SaltLength,
+		KeyLength:   h.params.KeyLength,
+	}
+}

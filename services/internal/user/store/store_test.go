@@ -1,0 +1,483 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/goleak"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database/dbtest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// each runs fn on a fresh, migrated SQLite and PostgreSQL database.
+func each(t *testing.T, fn func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB)) {
+	t.Helper()
+	dbtest.Each(t, store.Migrations, func(t *testing.T, db *database.DB) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		fn(t, ctx, store.New(db), db)
+	})
+}
+
+func newID(t *testing.T) string {
+	t.Helper()
+	id, err := uuid.NewV7()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id.String()
+}
+
+func newUser(t *testing.T, email string) user.User {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return user.User{
+		ID:           newID(t),
+		Email:        email,
+		DisplayName:  "Name of " + email,
+		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U",
+		CreateTime:   now,
+		UpdateTime:   now,
+	}
+}
+
+func mustCreate(t *testing.T, ctx context.Context, s *store.Store, u user.User) user.User {
+	t.Helper()
+	if err := s.Create(ctx, u); err != nil {
+		t.Fatalf("Create(%s): %v", u.Email, err)
+	}
+	return u
+}
+
+func assertUser(t *testing.T, got, want user.User) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("user mismatch\n got %+v\nwant %+v", got, want)
+	}
+	if got.CreateTime.Location() != time.UTC || got.UpdateTime.Location() != time.UTC {
+		t.Errorf("times not in UTC: %v, %v", got.CreateTime.Location(), got.UpdateTime.Location())
+	}
+}
+
+// assertClean checks that an error a client might see through its message
+// carries no SQL.
+func assertClean(t *testing.T, err error) {
+	t.Helper()
+	for _, word := range []string{"SELECT", "INSERT", "UPDATE users", "DELETE FROM"} {
+		if strings.Contains(err.Error(), word) {
+			t.Errorf("error %q contains SQL (%s)", err, word)
+		}
+	}
+}
+
+func TestCreateAndGet(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		tests := []struct {
+			name  string
+			email string
+			edit  func(*user.User)
+		}{
+			{"no roles", "plain@example.com", func(*user.User) {}},
+			{"admin", "admin@example.com", func(u *user.User) { u.Roles = []string{user.RoleAdmin} }},
+			{"two roles", "svc@example.com", func(u *user.User) { u.Roles = []string{user.RoleService, user.RoleAdmin} }},
+			{"unicode name", "unicode@example.com", func(u *user.User) { u.DisplayName = "Zoë 山田 \U0001F600" }},
+			{"empty name", "noname@example.com", func(u *user.User) { u.DisplayName = "" }},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				want := newUser(t, tt.email)
+				tt.edit(&want)
+				mustCreate(t, ctx, s, want)
+
+				got, err := s.Get(ctx, want.ID)
+				if err != nil {
+					t.Fatalf("Get: %v", err)
+				}
+				assertUser(t, got, want)
+
+				got, err = s.GetByEmail(ctx, tt.email)
+				if err != nil {
+					t.Fatalf("GetByEmail: %v", err)
+				}
+				assertUser(t, got, want)
+
+				got, err = s.GetByEmail(ctx, strings.ToUpper(tt.email))
+				if err != nil {
+					t.Fatalf("GetByEmail in upper case: %v", err)
+				}
+				assertUser(t, got, want)
+			})
+		}
+	})
+}
+
+func TestCreateRejectsTakenEmail(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		first := mustCreate(t, ctx, s, newUser(t, "taken@example.com"))
+		for _, email := range []string{"taken@example.com", "Taken@Example.COM", "TAKEN@EXAMPLE.COM"} {
+			t.Run(email, func(t *testing.T) {
+				err := s.Create(ctx, newUser(t, email))
+				if !errors.Is(err, user.ErrEmailTaken) {
+					t.Fatalf("Create(%s) = %v, want ErrEmailTaken", email, err)
+				}
+				if errors.Is(err, user.ErrUnavailable) || errors.Is(err, user.ErrNotFound) {
+					t.Errorf("Create(%s) = %v also matches another sentinel", email, err)
+				}
+				assertClean(t, err)
+			})
+		}
+		got, err := s.GetByEmail(ctx, "taken@example.com")
+		if err != nil || got.ID != first.ID {
+			t.Errorf("after conflicts GetByEmail = %v, %v; want the first user %s", got.ID, err, first.ID)
+		}
+	})
+}
+
+func TestNotFound(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		existing := mustCreate(t, ctx, s, newUser(t, "exists@example.com"))
+		ghost := newUser(t, "ghost@example.com")
+		tests := []struct {
+			name string
+			call func() error
+		}{
+			{"Get", func() error { _, err := s.Get(ctx, ghost.ID); return err }},
+			{"Get empty id", func() error { _, err := s.Get(ctx, ""); return err }},
+			{"GetByEmail", func() error { _, err := s.GetByEmail(ctx, ghost.Email); return err }},
+			{"Update", func() error { return s.Update(ctx, ghost) }},
+			{"Delete", func() error { return s.Delete(ctx, ghost.ID) }},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := tt.call()
+				if !errors.Is(err, user.ErrNotFound) {
+					t.Fatalf("%s = %v, want ErrNotFound", tt.name, err)
+				}
+				assertClean(t, err)
+			})
+		}
+		if _, err := s.Get(ctx, existing.ID); err != nil {
+			t.Errorf("the existing user was affected: %v", err)
+		}
+	})
+}
+
+func TestListPagination(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		const total = 23
+		var ids []string
+		var users []user.User
+		for i := range total {
+			u := newUser(t, fmt.Sprintf("user%02d@example.com", i))
+			users = append(users, u)
+			ids = append(ids, u.ID)
+		}
+		// Insertion order must not matter, only id order.
+		rng := rand.New(rand.NewPCG(1, 2))
+		rng.Shuffle(len(users), func(i, j int) { users[i], users[j] = users[j], users[i] })
+		for _, u := range users {
+			mustCreate(t, ctx, s, u)
+		}
+		slices.Sort(ids)
+
+		for _, pageSize := range []int{1, 4, 5, 22, 23, 24, 100} {
+			t.Run(fmt.Sprintf("page size %d", pageSize), func(t *testing.T) {
+				var got []string
+				after := ""
+				for pages := 0; ; pages++ {
+					if pages > total+1 {
+						t.Fatalf("no end after %d pages", pages)
+					}
+					page, err := s.List(ctx, after, pageSize)
+					if err != nil {
+						t.Fatalf("List(%q, %d): %v", after, pageSize, err)
+					}
+					if len(page) > pageSize {
+						t.Fatalf("List returned %d users, limit %d", len(page), pageSize)
+					}
+					for _, u := range page {
+						got = append(got, u.ID)
+					}
+					if len(page) < pageSize {
+						break
+					}
+					after = page[len(page)-1].ID
+				}
+				if !slices.Equal(got, ids) {
+					t.Errorf("paged ids (%d) differ from all ids in order (%d):\n got %v\nwant %v", len(got), len(ids), got, ids)
+				}
+			})
+		}
+
+		t.Run("after the last id", func(t *testing.T) {
+			page, err := s.List(ctx, ids[len(ids)-1], 10)
+			if err != nil || len(page) != 0 {
+				t.Errorf("List after last = %d users, %v; want none", len(page), err)
+			}
+		})
+		t.Run("non-positive limit", func(t *testing.T) {
+			for _, limit := range []int{0, -1} {
+				if _, err := s.List(ctx, "", limit); err == nil {
+					t.Errorf("List(limit %d) succeeded, want an error", limit)
+				}
+			}
+		})
+		t.Run("full user fields", func(t *testing.T) {
+			page, err := s.List(ctx, "", 1)
+			if err != nil || len(page) != 1 {
+				t.Fatalf("List = %v, %v", page, err)
+			}
+			want, err := s.Get(ctx, ids[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertUser(t, page[0], want)
+		})
+	})
+}
+
+func TestUpdate(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		alice := mustCreate(t, ctx, s, newUser(t, "alice@example.com"))
+		bob := mustCreate(t, ctx, s, newUser(t, "bob@example.com"))
+
+		tests := []struct {
+			name    string
+			edit    func(u *user.User)
+			wantErr error
+		}{
+			{"every mutable field", func(u *user.User) {
+				u.Email = "alice.new@example.com"
+				u.DisplayName = "Alice N."
+				u.Roles = []string{user.RoleAdmin}
+				u.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdG5ld3NhbHQ$bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2U"
+				u.UpdateTime = u.UpdateTime.Add(time.Hour)
+			}, nil},
+			{"roles removed", func(u *user.User) { u.Roles = nil }, nil},
+			{"same email", func(*user.User) {}, nil},
+			{"own email in another case", func(u *user.User) { u.Email = strings.ToUpper(u.Email) }, nil},
+			{"email of another user", func(u *user.User) { u.Email = bob.Email }, user.ErrEmailTaken},
+			{"email of another user in another case", func(u *user.User) { u.Email = "BOB@example.com" }, user.ErrEmailTaken},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				before, err := s.Get(ctx, alice.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				changed := before
+				tt.edit(&changed)
+				changed.CreateTime = changed.CreateTime.Add(-time.Hour) // must be ignored
+
+				err = s.Update(ctx, changed)
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Update = %v, want %v", err, tt.wantErr)
+				}
+				got, getErr := s.Get(ctx, alice.ID)
+				if getErr != nil {
+					t.Fatal(getErr)
+				}
+				want := before
+				if tt.wantErr == nil {
+					want = changed
+					want.CreateTime = before.CreateTime
+				} else {
+					assertClean(t, err)
+				}
+				assertUser(t, got, want)
+			})
+		}
+		if got, err := s.Get(ctx, bob.ID); err != nil || !reflect.DeepEqual(got, bob) {
+			t.Errorf("bob changed: %+v, %v", got, err)
+		}
+	})
+}
+
+func TestDelete(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		gone := mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
+		kept := mustCreate(t, ctx, s, newUser(t, "kept@example.com"))
+
+		if err := s.Delete(ctx, gone.ID); err != nil {
+			t.Fatalf("Delete: %v", err)
+		}
+		if _, err := s.Get(ctx, gone.ID); !errors.Is(err, user.ErrNotFound) {
+			t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+		}
+		if err := s.Delete(ctx, gone.ID); !errors.Is(err, user.ErrNotFound) {
+			t.Errorf("second Delete = %v, want ErrNotFound", err)
+		}
+		if _, err := s.Get(ctx, kept.ID); err != nil {
+			t.Errorf("Delete removed another user: %v", err)
+		}
+		// The email is free again.
+		mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
+	})
+}
+
+func TestConcurrentCreatesOfOneEmail(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		const n = 12
+		emails := []string{"race@example.com", "RACE@example.com", "Race@Example.com"}
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			u := newUser(t, emails[i%len(emails)])
+			wg.Go(func() {
+				<-start
+				errs[i] = s.Create(ctx, u)
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		created := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				created++
+			case errors.Is(err, user.ErrEmailTaken):
+			default:
+				t.Errorf("Create #%d = %v, want nil or ErrEmailTaken", i, err)
+			}
+		}
+		if created != 1 {
+			t.Errorf("%d creates succeeded, want exactly 1", created)
+		}
+		page, err := s.List(ctx, "", n)
+		if err != nil || len(page) != 1 {
+			t.Errorf("List = %d users, %v; want 1", len(page), err)
+		}
+	})
+}
+
+func TestTimeRoundTrip(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		kolkata := time.FixedZone("IST", 5*3600+1800)
+		tests := []struct {
+			name string
+			in   time.Time
+			want time.Time
+		}{
+			{"microseconds", time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC), time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)},
+			{"nanoseconds truncated", time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC), time.Date(2025, 3, 4, 5, 6, 7, 123456000, time.UTC)},
+			{"whole second", time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC), time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)},
+			{"other zone", time.Date(2025, 3, 4, 10, 36, 7, 1000, kolkata), time.Date(2025, 3, 4, 5, 6, 7, 1000, time.UTC)},
+			{"epoch plus one microsecond", time.Unix(0, 1000).UTC(), time.Unix(0, 1000).UTC()},
+			{"far future", time.Date(2999, 12, 31, 23, 59, 59, 999999000, time.UTC), time.Date(2999, 12, 31, 23, 59, 59, 999999000, time.UTC)},
+			{"monotonic reading", time.Now(), time.Time{}}, // want: the same instant, truncated
+		}
+		for i, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				want := tt.want
+				if want.IsZero() {
+					want = tt.in.UTC().Truncate(time.Microsecond)
+				}
+				u := newUser(t, fmt.Sprintf("time%d@example.com", i))
+				u.CreateTime, u.UpdateTime = tt.in, tt.in
+				mustCreate(t, ctx, s, u)
+				got, err := s.Get(ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for name, tm := range map[string]time.Time{"create": got.CreateTime, "update": got.UpdateTime} {
+					if !tm.Equal(want) || tm.Location() != time.UTC {
+						t.Errorf("%s time = %v (%v), want %v in UTC", name, tm, tm.Location(), want)
+					}
+				}
+
+				// Update writes update_time through the same path.
+				later := tt.in.Add(90*time.Minute + 5*time.Microsecond)
+				got.UpdateTime = later
+				if err := s.Update(ctx, got); err != nil {
+					t.Fatal(err)
+				}
+				got, err = s.Get(ctx, u.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if wantLater := later.UTC().Truncate(time.Microsecond); !got.UpdateTime.Equal(wantLater) {
+					t.Errorf("updated time = %v, want %v", got.UpdateTime, wantLater)
+				}
+				if !got.CreateTime.Equal(want) {
+					t.Errorf("create time changed by Update: %v, want %v", got.CreateTime, want)
+				}
+			})
+		}
+
+		t.Run("zero times mean now", func(t *testing.T) {
+			before := time.Now().UTC().Truncate(time.Microsecond)
+			u := newUser(t, "zero@example.com")
+			u.CreateTime, u.UpdateTime = time.Time{}, time.Time{}
+			mustCreate(t, ctx, s, u)
+			after := time.Now().UTC()
+			got, err := s.Get(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, tm := range map[string]time.Time{"create": got.CreateTime, "update": got.UpdateTime} {
+				if tm.Before(before) || tm.After(after) {
+					t.Errorf("%s time = %v, want within [%v, %v]", name, tm, before, after)
+				}
+			}
+		})
+	})
+}
+
+func TestPing(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping: %v", err)
+		}
+	})
+}
+
+func TestUnavailableAfterClose(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB) {
+		u := mustCreate(t, ctx, s, newUser(t, "closed@example.com"))
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			call func() error
+		}{
+			{"Ping", func() error { return s.Ping(ctx) }},
+			{"Get", func() error { _, err := s.Get(ctx, u.ID); return err }},
+			{"GetByEmail", func() error { _, err := s.GetByEmail(ctx, u.Email); return err }},
+			{"List", func() error { _, err := s.List(ctx, "", 10); return err }},
+			{"Create", func() error { return s.Create(ctx, newUser(t, "new@example.com")) }},
+			{"Update", func() error { return s.Update(ctx, u) }},
+			{"Delete", func() error { return s.Delete(ctx, u.ID) }},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := tt.call()
+				if !errors.Is(err, user.ErrUnavailable) {
+					t.Fatalf("%s on a closed database = %v, want ErrUnavailable", tt.name, err)
+				}
+				if errors.Is(err, user.ErrNotFound) || errors.Is(err, user.ErrEmailTaken) {
+					t.Errorf("%s = %v also matches another sentinel", tt.name, err)
+				}
+				assertClean(t, err)
+			})
+		}
+	})
+}
