@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,7 @@ const reloadDebounce = 100 * time.Millisecond
 // symlink mid-swap) simply removes its key.
 type DirKeySet struct {
 	dir    string
+	ignore map[string]bool
 	logger *slog.Logger
 	state  atomic.Pointer[keyState]
 
@@ -65,14 +68,16 @@ type DirKeySet struct {
 // keyState is an immutable snapshot, swapped atomically so lookups never
 // take a lock.
 type keyState struct {
-	keys map[string]Key
-	gen  uint64
+	keys    map[string]Key
+	signers map[string]crypto.Signer // kids whose file held a private key
+	gen     uint64
 }
 
 var _ KeySet = (*DirKeySet)(nil)
 
 type dirConfig struct {
 	rescan time.Duration
+	ignore map[string]bool
 }
 
 // DirOption configures NewDirKeySet.
@@ -88,24 +93,35 @@ func WithRescanInterval(d time.Duration) DirOption {
 	}
 }
 
+// WithIgnoredFiles skips the named files (exact names) when loading, so a
+// directory may also carry non-key files such as the Auth service's
+// active-kid.
+func WithIgnoredFiles(names ...string) DirOption {
+	return func(c *dirConfig) {
+		for _, n := range names {
+			c.ignore[n] = true
+		}
+	}
+}
+
 // NewDirKeySet loads every key in dir and keeps watching it until ctx is
 // done or Close is called. Unlike later reloads, the first load must
 // succeed: a service that starts without keys could not authenticate anyone
 // and should fail its startup loudly instead.
 func NewDirKeySet(ctx context.Context, dir string, logger *slog.Logger, opts ...DirOption) (*DirKeySet, error) {
-	cfg := dirConfig{rescan: DefaultRescanInterval}
+	cfg := dirConfig{rescan: DefaultRescanInterval, ignore: map[string]bool{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &DirKeySet{dir: dir, logger: logger.With("key_dir", dir)}
-	keys, err := loadKeyDir(dir, s.logger)
+	s := &DirKeySet{dir: dir, logger: logger.With("key_dir", dir), ignore: cfg.ignore}
+	keys, signers, err := loadKeyDir(dir, s.ignore, s.logger)
 	if err != nil {
 		return nil, fmt.Errorf("authn: loading keys from %s: %w", dir, err)
 	}
-	s.state.Store(&keyState{keys: keys, gen: 1})
+	s.state.Store(&keyState{keys: keys, signers: signers, gen: 1})
 	s.logger.Info("verification keys loaded", "kids", keyIDs(keys))
 
 	watcher, err := fsnotify.NewWatcher()
@@ -172,16 +188,16 @@ func (s *DirKeySet) watch(ctx context.Context, w *fsnotify.Watcher, rescan time.
 func (s *DirKeySet) Reload() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	keys, err := loadKeyDir(s.dir, s.logger)
+	keys, signers, err := loadKeyDir(s.dir, s.ignore, s.logger)
 	if err != nil {
 		s.logger.Error("key reload failed; keeping previous keys", "error", err)
 		return fmt.Errorf("authn: reloading keys from %s: %w", s.dir, err)
 	}
 	old := s.state.Load()
-	if sameKeys(old.keys, keys) {
+	if sameKeys(old.keys, keys) && slices.Equal(signerIDs(old.signers), signerIDs(signers)) {
 		return nil
 	}
-	s.state.Store(&keyState{keys: keys, gen: old.gen + 1})
+	s.state.Store(&keyState{keys: keys, signers: signers, gen: old.gen + 1})
 	s.logger.Info("verification keys reloaded", "kids", keyIDs(keys), "previous_kids", keyIDs(old.keys))
 	return nil
 }
@@ -214,16 +230,41 @@ func (s *DirKeySet) Keys() []Key { return sortedKeys(s.state.Load().keys) }
 // Generation implements KeySet.
 func (s *DirKeySet) Generation() uint64 { return s.state.Load().gen }
 
+// Signer returns the key with kid and its private half, if the key's file
+// held a private key. Only the Auth service, which mounts private keys,
+// has any.
+func (s *DirKeySet) Signer(kid string) (Key, crypto.Signer, bool) {
+	st := s.state.Load()
+	signer, ok := st.signers[kid]
+	if !ok {
+		return Key{}, nil, false
+	}
+	return st.keys[kid], signer, true
+}
+
+// SignerIDs lists, sorted, the kids that have a private key.
+func (s *DirKeySet) SignerIDs() []string { return signerIDs(s.state.Load().signers) }
+
+func signerIDs(m map[string]crypto.Signer) []string {
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
 // loadKeyDir reads every key file in dir (see DirKeySet for the rules).
-func loadKeyDir(dir string, logger *slog.Logger) (map[string]Key, error) {
+func loadKeyDir(dir string, ignore map[string]bool, logger *slog.Logger) (map[string]Key, map[string]crypto.Signer, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	keys := make(map[string]Key)
+	signers := make(map[string]crypto.Signer)
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") {
+		if strings.HasPrefix(name, ".") || ignore[name] {
 			continue
 		}
 		path := filepath.Join(dir, name)
@@ -235,66 +276,72 @@ func loadKeyDir(dir string, logger *slog.Logger) (map[string]Key, error) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if fi.IsDir() {
 			continue
 		}
 		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%s: not a regular file", name)
+			return nil, nil, fmt.Errorf("%s: not a regular file", name)
 		}
 		kid := strings.TrimSuffix(name, filepath.Ext(name))
-		key, err := loadKeyFile(path, kid)
+		key, signer, err := loadKeyFile(path, kid)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // removed between ReadDir and Open
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if signer != nil {
+			signers[kid] = signer
 		}
 		if prev, dup := keys[kid]; dup {
 			// tls.crt and tls.key of one key pair are fine; two different
 			// keys under one kid are not.
 			if !sameKey(prev, key) {
-				return nil, fmt.Errorf("%s: another file already holds a different key with kid %q", name, kid)
+				return nil, nil, fmt.Errorf("%s: another file already holds a different key with kid %q", name, kid)
 			}
 			continue
 		}
 		if len(keys) == maxDirKeys {
-			return nil, fmt.Errorf("more than %d keys", maxDirKeys)
+			return nil, nil, fmt.Errorf("more than %d keys", maxDirKeys)
 		}
 		keys[kid] = key
 	}
 	if len(keys) == 0 {
 		// An empty directory is far more likely a mount glitch than a
 		// deliberate "reject every token".
-		return nil, errors.New("no key files found")
+		return nil, nil, ErrNoKeyFiles
 	}
-	return keys, nil
+	return keys, signers, nil
 }
 
-func loadKeyFile(path, kid string) (Key, error) {
+// loadKeyFile reads one key; the signer is non-nil when the file held a
+// private key.
+func loadKeyFile(path, kid string) (Key, crypto.Signer, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return Key{}, err
+		return Key{}, nil, err
 	}
 	defer func() { _ = f.Close() }() // read-only: nothing to lose on close
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
 	if err != nil {
-		return Key{}, err
+		return Key{}, nil, err
 	}
 	if len(data) > maxKeyFileSize {
-		return Key{}, fmt.Errorf("larger than %d bytes", maxKeyFileSize)
+		return Key{}, nil, fmt.Errorf("larger than %d bytes", maxKeyFileSize)
 	}
 	raw, err := parsePEMKey(data)
 	if err != nil {
-		return Key{}, err
+		return Key{}, nil, err
 	}
 	key, err := NewKey(kid, raw)
 	if err != nil {
-		return Key{}, err
+		return Key{}, nil, err
 	}
 	if key.Algorithm == AlgHS256 {
-		return Key{}, errors.New("HS256 secrets are not loaded from key directories")
+		return Key{}, nil, errors.New("HS256 secrets are not loaded from key directories")
 	}
-	return key, nil
+	signer, _ := raw.(crypto.Signer) // every supported private key type is one
+	return key, signer, nil
 }

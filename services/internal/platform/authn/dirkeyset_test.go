@@ -401,3 +401,33 @@ func TestDirKeySetStopsWithContext(t *testing.T) {
 		t.Errorf("keys unusable after Close: %v", err)
 	}
 }
+
+// TestDirKeySetSigners: private key files yield signers (the Auth service
+// signs with them), public key files do not, ignored files are not parsed,
+// and a signer added later appears after reload.
+func TestDirKeySetSigners(t *testing.T) {
+	dir := t.TempDir()
+	_, privA, _ := ed25519.GenerateKey(rand.Reader)
+	_, privB, _ := ed25519.GenerateKey(rand.Reader)
+	_, pubOnly, _ := ed25519.GenerateKey(rand.Reader)
+	writeFile(t, filepath.Join(dir, "a.pem"), pkcs8PEM(t, privA))
+	writeFile(t, filepath.Join(dir, "verify-only.pem"), publicPEM(t, pubOnly))
+	writeFile(t, filepath.Join(dir, "active-kid"), []byte("a\n"))
+	ks := newDirKeySet(t, dir, authn.WithIgnoredFiles("active-kid"))
+
+	if got := strings.Join(ks.SignerIDs(), ","); got != "a" {
+		t.Fatalf("SignerIDs = %q, want a", got)
+	}
+	key, signer, ok := ks.Signer("a")
+	if !ok || key.Algorithm != authn.AlgEdDSA || !privA.Public().(ed25519.PublicKey).Equal(signer.Public()) {
+		t.Fatalf("Signer(a) = %v, %v, %v", key, signer, ok)
+	}
+	if _, _, ok := ks.Signer("verify-only"); ok {
+		t.Error("a public key file yielded a signer")
+	}
+	if _, err := ks.Lookup(context.Background(), "verify-only"); err != nil {
+		t.Errorf("public-only key not usable for verification: %v", err)
+	}
+	writeFile(t, filepath.Join(dir, "b.pem"), pkcs8PEM(t, privB))
+	eventually(t, "signer b", func() bool { _, _, ok := ks.Signer("b"); return ok })
+}

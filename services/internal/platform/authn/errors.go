@@ -23,6 +23,10 @@ var (
 	// token may well be good, so the interceptor answers codes.Unavailable and
 	// the client retries instead of discarding its credentials.
 	ErrKeysUnavailable = errors.New("verification keys unavailable")
+
+	// ErrNoKeyFiles means a key directory held no key at all, so a service
+	// can tell its operator how to create one.
+	ErrNoKeyFiles = errors.New("no key files found")
 )
 
 // tokenError is the error Verify returns for a rejected token. Its message is

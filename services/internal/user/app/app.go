@@ -1,0 +1,184 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
+)
+
+// ServiceName names the service in logs, traces and metrics.
+const ServiceName = "user"
+
+// Options are the process-level dependencies a test may replace.
+type Options struct {
+	Logger  *slog.Logger
+	Tracing []telemetry.TracingOption
+	// PasswordParams overrides argon2id's cost (tests use cheap params).
+	PasswordParams *password.Params
+}
+
+// App is a wired User service, ready to serve.
+type App struct {
+	Server  *server.Server
+	Service *user.Service
+	log     *slog.Logger
+	db      *database.DB
+	keys    authn.KeySet
+	tracing *telemetry.Tracing
+}
+
+// New opens the database (running migrations), loads the key source,
+// creates the bootstrap admin and assembles the server. On error it
+// releases whatever it had opened.
+func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	a := &App{log: o.Logger}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.log.Info("starting", append([]any{"version", buildinfo.Version}, config.Attrs(&cfg)...)...)
+
+	if a.tracing, err = telemetry.SetupTracing(ctx, ServiceName, buildinfo.Version, o.Tracing...); err != nil {
+		return nil, err
+	}
+	if a.db, err = database.Open(ctx, cfg.DatabaseURL, store.Migrations); err != nil {
+		return nil, fmt.Errorf("DATABASE_URL %s: %w", database.RedactURL(cfg.DatabaseURL), err)
+	}
+	if a.keys, err = openKeySet(ctx, cfg, a.log); err != nil {
+		return nil, err
+	}
+	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return nil, err
+	}
+	interceptor, err := authn.NewInterceptor(verifier, user.PublicMethods(cfg.AllowSignup),
+		authn.WithPublicServices(authn.PublicInfrastructureServices()...),
+		authn.WithInterceptorLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+
+	params := password.DefaultParams()
+	if o.PasswordParams != nil {
+		params = *o.PasswordParams
+	}
+	hasher, err := password.New(params, cfg.PasswordHashConcurrency)
+	if err != nil {
+		return nil, err
+	}
+	users := store.New(a.db)
+
+	metrics := telemetry.NewMetrics()
+	a.Server = server.New(cfg.Server, server.Options{
+		Logger:  a.log,
+		Metrics: metrics,
+		Tracer:  a.tracing.Provider,
+		Unary:   []grpc.UnaryServerInterceptor{interceptor.UnaryServerInterceptor()},
+		Stream:  []grpc.StreamServerInterceptor{interceptor.StreamServerInterceptor()},
+		Checks: []server.Check{
+			{Name: "database", Fn: a.db.Ping},
+			{Name: "keys", Fn: func(context.Context) error {
+				if !a.keys.Ready() {
+					return errors.New("verification keys not loaded yet")
+				}
+				return nil
+			}},
+		},
+	})
+	a.Service = user.NewService(users, hasher, user.Options{
+		AllowSignup: cfg.AllowSignup,
+		Status: func() healthpb.HealthCheckResponse_ServingStatus {
+			return a.Server.Status(userv1.UserService_ServiceDesc.ServiceName)
+		},
+		Logger: a.log,
+	})
+	userv1.RegisterUserServiceServer(a.Server.GRPC, a.Service)
+
+	if cfg.BootstrapAdminEmail != "" {
+		pw, err := cfg.bootstrapPassword()
+		if err != nil {
+			return nil, err
+		}
+		if err := a.Service.EnsureAdmin(ctx, cfg.BootstrapAdminEmail, pw); err != nil {
+			return nil, fmt.Errorf("bootstrap admin: %w", err)
+		}
+	}
+	return a, nil
+}
+
+// Serve serves on the given listeners until ctx ends, shuts down
+// gracefully, flushes traces and closes the database.
+func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
+	err := a.Server.Serve(ctx, gl, hl)
+	a.close()
+	return err
+}
+
+// Run listens on the configured addresses and serves until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	err := a.Server.Run(ctx)
+	a.close()
+	return err
+}
+
+func (a *App) close() {
+	if a.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.tracing.Shutdown(ctx); err != nil {
+			a.log.Warn("flushing traces", "error", err)
+		}
+		cancel()
+	}
+	if c, ok := a.keys.(io.Closer); ok {
+		_ = c.Close()
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.log.Warn("closing database", "error", err)
+		}
+	}
+}
+
+func openKeySet(ctx context.Context, cfg Config, log *slog.Logger) (authn.KeySet, error) {
+	switch {
+	case cfg.JWTSecret != "":
+		log.Warn("JWT_SECRET set: HS256 simple mode; every holder of the secret can mint tokens, and keys cannot rotate without downtime")
+		return authn.NewSecretKeySet([]byte(cfg.JWTSecret.Reveal()))
+	case cfg.JWTPublicKeysDir != "":
+		ks, err := authn.NewDirKeySet(ctx, cfg.JWTPublicKeysDir, log)
+		if err != nil {
+			return nil, fmt.Errorf("JWT_PUBLIC_KEYS_DIR: %w", err)
+		}
+		return ks, nil
+	default:
+		ks, err := authn.NewJWKSKeySet(ctx, cfg.JWKSURL, &http.Client{Timeout: 5 * time.Second}, log,
+			authn.WithJWKSRefreshInterval(cfg.JWKSRefreshInterval))
+		if err != nil {
+			return nil, fmt.Errorf("JWKS_URL: %w", err)
+		}
+		return ks, nil
+	}
+}

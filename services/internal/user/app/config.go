@@ -1,0 +1,116 @@
+// Package app assembles the User service process: configuration, storage,
+// key source, telemetry and the shared gRPC server. services/user/main.go
+// calls Run; tests call New and Serve on their own listeners.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
+)
+
+// DefaultJWKSURL is where the Auth service publishes its keys when both run
+// on one machine with default settings.
+const DefaultJWKSURL = "http://localhost:8082/.well-known/jwks.json"
+
+// Config is every setting of the User service; the README's config table
+// lists the same variables.
+type Config struct {
+	Server server.Config
+
+	LogLevel slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+
+	DatabaseURL string `env:"DATABASE_URL" envDefault:"sqlite://.data/user.db"`
+
+	AllowSignup                bool          `env:"ALLOW_SIGNUP" envDefault:"true"`
+	BootstrapAdminEmail        string        `env:"BOOTSTRAP_ADMIN_EMAIL"`
+	BootstrapAdminPassword     config.Secret `env:"BOOTSTRAP_ADMIN_PASSWORD"`
+	BootstrapAdminPasswordFile string        `env:"BOOTSTRAP_ADMIN_PASSWORD_FILE"`
+
+	// PasswordHashConcurrency caps simultaneous argon2id hashes (each
+	// uses ~19 MiB); 0 means one per CPU.
+	PasswordHashConcurrency int `env:"PASSWORD_HASH_CONCURRENCY" envDefault:"0"`
+
+	// Exactly one key source verifies access tokens. With none set, the
+	// local Auth service's JWKS is used.
+	JWKSURL string `env:"JWKS_URL"`
+	// JWKSRefreshInterval is how often the JWKS is refetched, which bounds
+	// how long a key removed from the Auth service keeps verifying here.
+	// An unknown kid triggers a refetch at once (at most every 30s).
+	JWKSRefreshInterval time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"5m"`
+	JWTPublicKeysDir    string        `env:"JWT_PUBLIC_KEYS_DIR"`
+	JWTSecret           config.Secret `env:"JWT_SECRET"`
+	JWTIssuer           string        `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
+	JWTAudience         string        `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+}
+
+// LoadConfig reads the environment with the User service's defaults.
+func LoadConfig(environ []string) (Config, error) {
+	c := Config{Server: server.Config{GRPCAddr: ":50051", HTTPAddr: ":8081"}}
+	if err := config.Load(&c, environ); err != nil {
+		return Config{}, err
+	}
+	if c.JWKSURL == "" && c.JWTPublicKeysDir == "" && c.JWTSecret == "" {
+		c.JWKSURL = DefaultJWKSURL
+	}
+	return c, nil
+}
+
+// Validate checks the settings that depend on each other.
+func (c *Config) Validate() error {
+	errs := []error{c.Server.Validate()}
+	sources := 0
+	for _, set := range []bool{c.JWKSURL != "", c.JWTPublicKeysDir != "", c.JWTSecret != ""} {
+		if set {
+			sources++
+		}
+	}
+	if sources > 1 {
+		errs = append(errs, errors.New("set only one of JWKS_URL, JWT_PUBLIC_KEYS_DIR and JWT_SECRET"))
+	}
+	if c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "http://") && !strings.HasPrefix(c.JWKSURL, "https://") {
+		errs = append(errs, fmt.Errorf("JWKS_URL must be an http(s) URL, got %q", c.JWKSURL))
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
+		errs = append(errs, fmt.Errorf("JWT_SECRET must be at least 32 bytes (HS256), got %d", len(c.JWTSecret)))
+	}
+	if c.BootstrapAdminPassword != "" && c.BootstrapAdminPasswordFile != "" {
+		errs = append(errs, errors.New("set only one of BOOTSTRAP_ADMIN_PASSWORD and BOOTSTRAP_ADMIN_PASSWORD_FILE"))
+	}
+	hasPassword := c.BootstrapAdminPassword != "" || c.BootstrapAdminPasswordFile != ""
+	if c.BootstrapAdminEmail == "" && hasPassword {
+		errs = append(errs, errors.New("BOOTSTRAP_ADMIN_PASSWORD needs BOOTSTRAP_ADMIN_EMAIL"))
+	}
+	if c.BootstrapAdminEmail != "" && !hasPassword {
+		errs = append(errs, errors.New("BOOTSTRAP_ADMIN_EMAIL needs BOOTSTRAP_ADMIN_PASSWORD or BOOTSTRAP_ADMIN_PASSWORD_FILE"))
+	}
+	if c.JWKSRefreshInterval < time.Second {
+		errs = append(errs, fmt.Errorf("JWKS_REFRESH_INTERVAL must be at least 1s, got %s", c.JWKSRefreshInterval))
+	}
+	if c.PasswordHashConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("PASSWORD_HASH_CONCURRENCY must not be negative, got %d", c.PasswordHashConcurrency))
+	}
+	if c.JWTIssuer == "" || c.JWTAudience == "" {
+		errs = append(errs, errors.New("JWT_ISSUER and JWT_AUDIENCE must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// bootstrapPassword returns the admin password from the variable or the
+// file (a mounted Secret), trimming the newline editors add.
+func (c *Config) bootstrapPassword() (string, error) {
+	if c.BootstrapAdminPasswordFile == "" {
+		return c.BootstrapAdminPassword.Reveal(), nil
+	}
+	b, err := os.ReadFile(c.BootstrapAdminPasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("BOOTSTRAP_ADMIN_PASSWORD_FILE: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}

@@ -1,0 +1,48 @@
+package user
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Page tokens are opaque to clients: version byte, the last id of the
+// page (16 bytes) and a 4-byte checksum, base64url. The checksum catches
+// edited or truncated tokens; it is not a security boundary (a forged
+// token only moves the start of a listing the caller may read anyway).
+const pageTokenVersion = 1
+
+func encodePageToken(lastID string) string {
+	id, err := uuid.Parse(lastID)
+	if err != nil {
+		return ""
+	}
+	b := make([]byte, 0, 21)
+	b = append(b, pageTokenVersion)
+	b = append(b, id[:]...)
+	sum := sha256.Sum256(b)
+	b = append(b, sum[:4]...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(b) != 21 || b[0] != pageTokenVersion {
+		return "", fmt.Errorf("%w: bad encoding", ErrInvalidPageToken)
+	}
+	sum := sha256.Sum256(b[:17])
+	if !bytes.Equal(sum[:4], b[17:]) {
+		return "", fmt.Errorf("%w: checksum mismatch", ErrInvalidPageToken)
+	}
+	id, err := uuid.FromBytes(b[1:17])
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalidPageToken, err)
+	}
+	return id.String(), nil
+}

@@ -1,0 +1,105 @@
+package user
+
+import (
+	"fmt"
+	"net/mail"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Input limits. Passwords are capped so argon2id cost stays bounded and
+// long-password denial of service is impossible.
+const (
+	MinPasswordLen    = 8
+	MaxPasswordLen    = 128
+	MaxDisplayNameLen = 100
+	MaxEmailLen       = 254
+	DefaultPageSize   = 50
+	MaxPageSize       = 1000
+)
+
+var knownRoles = map[string]bool{RoleAdmin: true, RoleService: true}
+
+// normalizeEmail checks an address and returns its canonical (lower-case)
+// form, which is what uniqueness is decided on.
+func normalizeEmail(v *ValidationError, field, email string) string {
+	switch {
+	case email == "":
+		v.add(field, "required")
+		return ""
+	case !utf8.ValidString(email):
+		v.add(field, "must be valid UTF-8")
+		return ""
+	case len(email) > MaxEmailLen:
+		v.add(field, fmt.Sprintf("must be at most %d bytes", MaxEmailLen))
+		return ""
+	}
+	addr, err := mail.ParseAddress(email)
+	// ParseAddress accepts `Name <a@b>`; only a bare address is an email.
+	if err != nil || addr.Address != email || !strings.Contains(addr.Address[strings.LastIndex(addr.Address, "@"):], ".") {
+		v.add(field, "must be an email address like name@example.com")
+		return ""
+	}
+	return strings.ToLower(email)
+}
+
+func checkPassword(v *ValidationError, field, pw string) {
+	n := utf8.RuneCountInString(pw)
+	switch {
+	case !utf8.ValidString(pw):
+		v.add(field, "must be valid UTF-8")
+	case n < MinPasswordLen || n > MaxPasswordLen:
+		v.add(field, fmt.Sprintf("must be %d to %d characters", MinPasswordLen, MaxPasswordLen))
+	}
+}
+
+func checkDisplayName(v *ValidationError, field, name string) {
+	switch {
+	case !utf8.ValidString(name):
+		v.add(field, "must be valid UTF-8")
+	case utf8.RuneCountInString(name) > MaxDisplayNameLen:
+		v.add(field, fmt.Sprintf("must be at most %d characters", MaxDisplayNameLen))
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		v.add(field, "must not contain control characters")
+	}
+}
+
+func checkRoles(v *ValidationError, field string, roles []string) []string {
+	seen := map[string]bool{}
+	out := make([]string, 0, len(roles))
+	for _, r := range roles {
+		if !knownRoles[r] {
+			v.add(field, fmt.Sprintf("unknown role %q; known roles: admin, service", truncate(r, 32)))
+			continue
+		}
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func checkID(v *ValidationError, field, id string) {
+	if id == "" {
+		v.add(field, "required")
+		return
+	}
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		v.add(field, "must be a UUID")
+	}
+}
+
+// truncate keeps error messages bounded when echoing a bad value.
+func truncate(s string, n int) string {
+	if !utf8.ValidString(s) {
+		return "(invalid UTF-8)"
+	}
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}
