@@ -18,12 +18,20 @@ TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/go
 ##@ Run
 
 .PHONY: run
-run: build ## Build and start Gatehouse locally (SQLite, no settings needed); prints grpcurl examples
+run: build $(BIN)/grpcurl ## Build and start both services locally (SQLite under .data/, generated key); prints grpcurl examples
 	hack/run.sh
+
+.PHONY: walkthrough
+walkthrough: $(BIN)/grpcurl ## Run the README's grpcurl walk-through against `make run`
+	hack/walkthrough.sh
+
+.PHONY: keys
+keys: ## Add a new Ed25519 signing key to KEYS_DIR (default .data/keys), named by today's date
+	go run ./hack/keygen -dir $(or $(KEYS_DIR),.data/keys)
 
 .PHONY: build
 build: ## Build the service binaries into ./bin
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./services/user ./services/auth
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./services/user ./services/auth ./services/healthcheck
 
 ##@ Test
 
@@ -31,7 +39,7 @@ build: ## Build the service binaries into ./bin
 test: proto-check fmt-check vet lint test-go fuzz-short ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing
 
 .PHONY: test-go
-test-go: ## go test -race ./... (PostgreSQL tests need GATEHOUSE_TEST_POSTGRES_URL)
+test-go: ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set)
 	go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz-short

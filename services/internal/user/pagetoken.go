@@ -42,7 +42,7 @@ func decodePageToken(tok string) (string, error) {
 	}
 	id, err := uuid.FromBytes(b[1:17])
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalidPageToken, err)
+		return "", fmt.Errorf("%w: %w", ErrInvalidPageToken, err)
 	}
 	return id.String(), nil
 }

@@ -185,7 +185,7 @@ func (s *JWKSKeySet) run() {
 			s.logger.Warn("JWKS fetch failed", "error", err, "ready", s.Ready(), "retry_in", backoff)
 			// Jitter (50-100%) so replicas restarted together do not retry
 			// in lockstep against a recovering Auth service.
-			wait = backoff/2 + rand.N(backoff/2+1)
+			wait = backoff/2 + rand.N(backoff/2+1) //nolint:gosec // retry jitter needs no cryptographic randomness
 			backoff = min(backoff*2, maxBackoff)
 		} else {
 			backoff = min(s.cfg.minBackoff, maxBackoff)

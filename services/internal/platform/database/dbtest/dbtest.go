@@ -75,6 +75,23 @@ func openSQLite(t *testing.T, migrations fs.FS) *database.DB {
 
 func openPostgres(t *testing.T, migrations fs.FS) *database.DB {
 	t.Helper()
+	dbURL := PostgresURL(t)
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	db, err := database.Open(ctx, dbURL, migrations)
+	if err != nil {
+		t.Fatalf("open test database: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// PostgresURL creates a fresh, empty database on the server named by
+// GATEHOUSE_TEST_POSTGRES_URL, returns its URL, and drops it when the test
+// ends. Like ServerURL, it skips or fails the test when no server is set.
+// For tests that start a whole service against PostgreSQL.
+func PostgresURL(t *testing.T) string {
+	t.Helper()
 	serverURL := ServerURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
@@ -94,9 +111,10 @@ func openPostgres(t *testing.T, migrations fs.FS) *database.DB {
 		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer cancel()
 		// DROP DATABASE fails while anyone is connected, e.g. a connection
-		// a failed test left open.
+		// a failed test left open. Autovacuum workers are left alone: DROP
+		// stops them itself, and terminating them needs superuser.
 		if _, err := admin.SQL().ExecContext(ctx,
-			`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+			`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
 			name); err != nil {
 			t.Errorf("terminate connections to %s: %v", name, err)
 		}
@@ -109,12 +127,7 @@ func openPostgres(t *testing.T, migrations fs.FS) *database.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := database.Open(ctx, dbURL, migrations)
-	if err != nil {
-		t.Fatalf("open test database %s: %v", name, err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
+	return dbURL
 }
 
 // withDatabase returns serverURL pointing at database name instead.

@@ -1,0 +1,36 @@
+// Command auth runs the Gatehouse Auth service. Configuration comes from
+// environment variables; see the README's configuration table.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+)
+
+func main() {
+	if err := run(context.Background(), os.Environ(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "auth:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, environ []string, stdout io.Writer) error {
+	cfg, err := app.LoadConfig(environ)
+	if err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(stdout, cfg.LogLevel, app.ServiceName)
+	a, err := app.New(ctx, cfg, app.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ctx, stop := server.SignalContext(ctx, a.Server.ForceStop)
+	defer stop()
+	return a.Run(ctx)
+}

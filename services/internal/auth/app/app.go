@@ -1,0 +1,224 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/services/internal/auth/store"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+)
+
+// ServiceName names the service in logs, traces and metrics.
+const ServiceName = "auth"
+
+// Options are the process-level dependencies a test may replace.
+type Options struct {
+	Logger  *slog.Logger
+	Tracing []telemetry.TracingOption
+	// UserConn replaces the connection to the User service (tests).
+	UserConn grpc.ClientConnInterface
+}
+
+// App is a wired Auth service, ready to serve.
+type App struct {
+	Server  *server.Server
+	Service *auth.Service
+	Issuer  *auth.Issuer
+	Keys    authn.KeySet
+	Metrics *telemetry.Metrics
+
+	cfg      Config
+	log      *slog.Logger
+	db       *database.DB
+	userConn *grpc.ClientConn
+	tracing  *telemetry.Tracing
+	closers  []io.Closer
+}
+
+// New opens the database, loads the signing keys, connects (lazily) to the
+// User service and assembles the server. On error it releases whatever it
+// had opened.
+func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	a := &App{cfg: cfg, log: o.Logger}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.log.Info("starting", append([]any{"version", buildinfo.Version}, config.Attrs(&cfg)...)...)
+
+	if a.tracing, err = telemetry.SetupTracing(ctx, ServiceName, buildinfo.Version, o.Tracing...); err != nil {
+		return nil, err
+	}
+	if a.db, err = database.Open(ctx, cfg.DatabaseURL, store.Migrations); err != nil {
+		return nil, fmt.Errorf("DATABASE_URL %s: %w", database.RedactURL(cfg.DatabaseURL), err)
+	}
+	if err := a.openKeys(ctx); err != nil {
+		return nil, err
+	}
+	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return nil, err
+	}
+
+	userConn := o.UserConn
+	if userConn == nil {
+		// dns:/// resolves every address of the User service (a headless
+		// Service lists each pod) and round_robin spreads logins over
+		// them; a ClusterIP would pin this connection to one pod.
+		a.userConn, err = grpc.NewClient("dns:///"+cfg.UserServiceAddr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithPerRPCCredentials(auth.NewServiceCredentials(a.Issuer, cfg.UserServiceAudience, cfg.ServiceTokenTTL)),
+			grpc.WithDefaultServiceConfig(auth.UserClientRetryPolicy),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+				otelgrpc.WithTracerProvider(a.tracing.Provider),
+				otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
+			)),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("USER_SERVICE_ADDR %s: %w", cfg.UserServiceAddr, err)
+		}
+		userConn = a.userConn
+	}
+
+	a.Metrics = telemetry.NewMetrics()
+	interceptor, err := authn.NewInterceptor(verifier, auth.PublicMethods(),
+		authn.WithPublicServices(authn.PublicInfrastructureServices()...),
+		authn.WithInterceptorLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+	a.Server = server.New(cfg.Server, server.Options{
+		Logger:  a.log,
+		Metrics: a.Metrics,
+		Tracer:  a.tracing.Provider,
+		Unary:   []grpc.UnaryServerInterceptor{interceptor.UnaryServerInterceptor()},
+		Stream:  []grpc.StreamServerInterceptor{interceptor.StreamServerInterceptor()},
+		Checks: []server.Check{
+			{Name: "database", Fn: a.db.Ping},
+			{Name: "signing key", Fn: func(context.Context) error {
+				if a.Issuer.ActiveKeyID() == "" && cfg.JWTSecret == "" {
+					return errors.New("active signing key not loaded")
+				}
+				return nil
+			}},
+		},
+	})
+	a.Service = auth.NewService(auth.Config{
+		Audience:      cfg.JWTAudience,
+		AccessTTL:     cfg.AccessExpiry.Duration(),
+		RefreshTTL:    cfg.RefreshExpiry,
+		RefreshIdle:   cfg.RefreshIdleTimeout,
+		ReuseGrace:    cfg.RefreshReuseGrace,
+		LoginPerEmail: cfg.LoginRatePerEmail,
+		LoginPerAddr:  cfg.LoginRatePerAddr,
+		Status: func() healthpb.HealthCheckResponse_ServingStatus {
+			return a.Server.Status(authv1.AuthService_ServiceDesc.ServiceName)
+		},
+		Logger:            a.log,
+		MetricsRegisterer: a.Metrics.Registry,
+	}, a.Issuer, verifier, auth.NewGRPCUserVerifier(userConn), store.New(a.db))
+	authv1.RegisterAuthServiceServer(a.Server.GRPC, a.Service)
+	a.Server.HTTP.Handle("GET "+auth.JWKSPath, auth.JWKSHandler(a.Keys))
+	return a, nil
+}
+
+func (a *App) openKeys(ctx context.Context) error {
+	cfg := a.cfg
+	if cfg.JWTSecret != "" {
+		a.log.Warn("JWT_SECRET set: HS256 simple mode; every verifier holds the signing secret and it cannot rotate without downtime")
+		ks, err := authn.NewSecretKeySet([]byte(cfg.JWTSecret.Reveal()))
+		if err != nil {
+			return fmt.Errorf("JWT_SECRET: %w", err)
+		}
+		a.Keys = ks
+		a.Issuer, err = auth.NewSecretIssuer([]byte(cfg.JWTSecret.Reveal()), cfg.JWTIssuer)
+		return err
+	}
+	ks, err := authn.NewDirKeySet(ctx, cfg.JWTSigningKeysDir, a.log, authn.WithIgnoredFiles(auth.ActiveKeyFile))
+	if err != nil {
+		if errors.Is(err, authn.ErrNoKeyFiles) {
+			return fmt.Errorf("JWT_SIGNING_KEYS_DIR %s: %w", cfg.JWTSigningKeysDir, errNoKeys)
+		}
+		return fmt.Errorf("JWT_SIGNING_KEYS_DIR: %w", err)
+	}
+	a.closers = append(a.closers, ks)
+	a.Keys = ks
+	if len(ks.SignerIDs()) == 0 {
+		return fmt.Errorf("JWT_SIGNING_KEYS_DIR %s holds only public keys: %w", cfg.JWTSigningKeysDir, errNoKeys)
+	}
+	if a.Issuer, err = auth.NewKeyIssuer(ks, cfg.JWTSigningKeysDir, cfg.JWTActiveKeyID, cfg.JWTIssuer); err != nil {
+		return fmt.Errorf("JWT_ACTIVE_KEY_ID: %w", err)
+	}
+	a.log.Info("signing keys loaded", "kids", ks.SignerIDs(), "active", a.Issuer.ActiveKeyID())
+	return nil
+}
+
+// Serve serves on the given listeners until ctx ends, purging expired
+// refresh tokens meanwhile; then it shuts down and releases everything.
+func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
+	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, gl, hl) })
+}
+
+// Run listens on the configured addresses and serves until ctx ends.
+func (a *App) Run(ctx context.Context) error {
+	return a.serve(ctx, a.Server.Run)
+}
+
+func (a *App) serve(ctx context.Context, serve func(context.Context) error) error {
+	purgeCtx, stopPurge := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.Service.PurgeLoop(purgeCtx, a.cfg.RefreshPurgeEvery)
+	}()
+	err := serve(ctx)
+	stopPurge()
+	wg.Wait()
+	a.close()
+	return err
+}
+
+func (a *App) close() {
+	if a.userConn != nil {
+		_ = a.userConn.Close()
+	}
+	if a.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := a.tracing.Shutdown(ctx); err != nil {
+			a.log.Warn("flushing traces", "error", err)
+		}
+		cancel()
+	}
+	for _, c := range a.closers {
+		_ = c.Close()
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.log.Warn("closing database", "error", err)
+		}
+	}
+}

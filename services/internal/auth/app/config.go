@@ -1,0 +1,101 @@
+// Package app assembles the Auth service process: configuration, signing
+// keys, the refresh-token store, the User service client, telemetry and
+// the shared gRPC server. services/auth/main.go calls Run; tests call New
+// and Serve on their own listeners.
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
+)
+
+// Config is every setting of the Auth service; the README's config table
+// lists the same variables.
+type Config struct {
+	Server server.Config
+
+	LogLevel    slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	DatabaseURL string     `env:"DATABASE_URL" envDefault:"sqlite://.data/auth.db"`
+
+	// Signing: a directory of PEM private keys (kid = file name without
+	// extension), or the HS256 simple mode.
+	JWTSigningKeysDir string        `env:"JWT_SIGNING_KEYS_DIR"`
+	JWTActiveKeyID    string        `env:"JWT_ACTIVE_KEY_ID"`
+	JWTSecret         config.Secret `env:"JWT_SECRET"`
+	JWTIssuer         string        `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
+	JWTAudience       string        `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+
+	AccessExpiry       config.Minutes `env:"JWT_ACCESS_EXPIRY" envDefault:"15m"`
+	RefreshExpiry      time.Duration  `env:"JWT_REFRESH_EXPIRY" envDefault:"720h"`
+	RefreshIdleTimeout time.Duration  `env:"REFRESH_IDLE_TIMEOUT" envDefault:"168h"`
+	RefreshReuseGrace  time.Duration  `env:"REFRESH_REUSE_GRACE" envDefault:"0s"`
+	RefreshPurgeEvery  time.Duration  `env:"REFRESH_PURGE_INTERVAL" envDefault:"10m"`
+
+	UserServiceAddr     string        `env:"USER_SERVICE_ADDR" envDefault:"localhost:50051"`
+	UserServiceAudience string        `env:"USER_SERVICE_AUDIENCE" envDefault:"gatehouse"`
+	ServiceTokenTTL     time.Duration `env:"SERVICE_TOKEN_TTL" envDefault:"5m"`
+
+	LoginRatePerEmail int `env:"LOGIN_RATE_PER_EMAIL" envDefault:"10"`
+	LoginRatePerAddr  int `env:"LOGIN_RATE_PER_ADDR" envDefault:"100"`
+}
+
+// LoadConfig reads the environment with the Auth service's defaults.
+func LoadConfig(environ []string) (Config, error) {
+	c := Config{Server: server.Config{GRPCAddr: ":50052", HTTPAddr: ":8082"}}
+	if err := config.Load(&c, environ); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// errNoKeys tells an operator exactly how to get going.
+var errNoKeys = errors.New("no signing keys: set JWT_SIGNING_KEYS_DIR to a directory of PEM private keys " +
+	"(create one with `make keys`, or `openssl genpkey -algorithm ed25519 -out keys/$(date +%F).pem`), " +
+	"or set JWT_SECRET to at least 32 random bytes for the HS256 simple mode")
+
+// Validate checks the settings that depend on each other.
+func (c *Config) Validate() error {
+	errs := []error{c.Server.Validate()}
+	switch {
+	case c.JWTSigningKeysDir == "" && c.JWTSecret == "":
+		errs = append(errs, errNoKeys)
+	case c.JWTSigningKeysDir != "" && c.JWTSecret != "":
+		errs = append(errs, errors.New("set only one of JWT_SIGNING_KEYS_DIR and JWT_SECRET"))
+	case c.JWTSecret != "" && len(c.JWTSecret) < 32:
+		errs = append(errs, fmt.Errorf("JWT_SECRET must be at least 32 bytes (HS256), got %d", len(c.JWTSecret)))
+	}
+	if c.JWTActiveKeyID != "" && c.JWTSigningKeysDir == "" {
+		errs = append(errs, errors.New("JWT_ACTIVE_KEY_ID needs JWT_SIGNING_KEYS_DIR"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"JWT_REFRESH_EXPIRY", c.RefreshExpiry},
+		{"REFRESH_IDLE_TIMEOUT", c.RefreshIdleTimeout},
+		{"REFRESH_PURGE_INTERVAL", c.RefreshPurgeEvery},
+		{"SERVICE_TOKEN_TTL", c.ServiceTokenTTL},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.name, d.v))
+		}
+	}
+	if c.RefreshReuseGrace < 0 || c.RefreshReuseGrace > time.Minute {
+		errs = append(errs, fmt.Errorf("REFRESH_REUSE_GRACE must be between 0s and 1m, got %s", c.RefreshReuseGrace))
+	}
+	if c.AccessExpiry.Duration() >= c.RefreshExpiry {
+		errs = append(errs, fmt.Errorf("JWT_ACCESS_EXPIRY (%s) must be shorter than JWT_REFRESH_EXPIRY (%s)", c.AccessExpiry, c.RefreshExpiry))
+	}
+	if c.LoginRatePerEmail < 0 || c.LoginRatePerAddr < 0 {
+		errs = append(errs, errors.New("LOGIN_RATE_PER_EMAIL and LOGIN_RATE_PER_ADDR must not be negative (0 disables)"))
+	}
+	if c.UserServiceAddr == "" {
+		errs = append(errs, errors.New("USER_SERVICE_ADDR must not be empty"))
+	}
+	return errors.Join(errs...)
+}

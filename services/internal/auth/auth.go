@@ -1,0 +1,75 @@
+// Package auth is the token domain: login against the User service, JWT
+// access tokens signed with keys from files, rotating refresh tokens with
+// reuse detection (RFC 9700), validation and revocation, and the gRPC
+// handlers of auth.v1.AuthService. Refresh-token storage lives in the store
+// subpackage; this package defines what it needs as an interface.
+package auth
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Wrap them with %w; errorStatus maps them to gRPC codes.
+var (
+	ErrBadCredentials   = errors.New("invalid email or password")
+	ErrInvalidToken     = errors.New("invalid token")
+	ErrTokenNotFound    = errors.New("refresh token not found")
+	ErrTokenExpired     = errors.New("refresh token expired")
+	ErrTokenRevoked     = errors.New("refresh token revoked")
+	ErrTokenReused      = errors.New("refresh token reused; family revoked")
+	ErrTokenJustRotated = errors.New("refresh token was just rotated by a concurrent request")
+	ErrRateLimited      = errors.New("too many login attempts")
+	ErrUnavailable      = errors.New("dependency unavailable")
+)
+
+// Family is one login session: every refresh token minted from one Login
+// belongs to it, and revoking it ends them all.
+type Family struct {
+	ID        string // UUIDv7
+	UserID    string
+	Roles     []string // snapshot taken at login
+	CreatedAt time.Time
+	ExpiresAt time.Time // absolute lifetime (JWT_REFRESH_EXPIRY)
+	RevokedAt time.Time // zero while active
+}
+
+// RefreshToken is one stored refresh token. Only the SHA-256 of the opaque
+// token is stored, so a database leak yields nothing usable.
+type RefreshToken struct {
+	Hash          string // hex SHA-256 of the opaque token
+	FamilyID      string
+	IssuedAt      time.Time
+	IdleExpiresAt time.Time // IssuedAt + idle timeout
+	RotatedAt     time.Time // zero while it is the family's current token
+}
+
+// RefreshStore persists families and tokens. Implementations must make
+// Rotate atomic: of any number of concurrent Rotate calls for one token,
+// exactly one succeeds.
+type RefreshStore interface {
+	// CreateFamily stores a new family with its first token.
+	CreateFamily(ctx context.Context, f Family, first RefreshToken) error
+	// Rotate marks the token with oldHash as rotated at now and stores
+	// next in the same family, atomically, returning the family.
+	// Errors (wrapped): ErrTokenNotFound for an unknown hash;
+	// ErrTokenRevoked if the family is revoked; ErrTokenExpired if the
+	// family or the token's idle window has expired; ErrTokenReused if the
+	// token was already rotated, in which case the family is revoked in
+	// the same transaction — unless it was rotated less than grace ago,
+	// then ErrTokenJustRotated and nothing changes; ErrUnavailable when the
+	// database cannot be reached.
+	Rotate(ctx context.Context, oldHash string, next RefreshToken, now time.Time, grace time.Duration) (Family, error)
+	// RevokeFamily revokes the family of the token with hash. Revoking a
+	// revoked family succeeds; an unknown hash gives ErrTokenNotFound.
+	RevokeFamily(ctx context.Context, hash string, now time.Time) error
+	// PurgeExpired deletes families (and their tokens) whose absolute
+	// lifetime ended before now, or that were revoked before
+	// now - retention, and returns how many families it deleted.
+	PurgeExpired(ctx context.Context, now time.Time, retention time.Duration) (int64, error)
+	// ActiveTokens counts a family's tokens that are not rotated (at most
+	// one, by construction); tests and invariants use it.
+	ActiveTokens(ctx context.Context, familyID string) (int, error)
+	Ping(ctx context.Context) error
+}

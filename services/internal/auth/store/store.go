@@ -1,0 +1,414 @@
+// Package store keeps refresh-token families and their tokens in SQL:
+// SQLite or PostgreSQL, through one set of queries. It implements
+// auth.RefreshStore.
+//
+// # Rotation
+//
+// Rotate runs in one transaction whose first statement is a conditional
+// write on the presented token:
+//
+//	UPDATE refresh_tokens SET rotated_at = now WHERE hash = old AND rotated_at IS NULL
+//
+// Exactly one of any number of concurrent calls changes the row:
+//
+//   - PostgreSQL (READ COMMITTED): the UPDATE takes the row lock. A
+//     concurrent UPDATE of the same row waits for the holder to finish,
+//     then re-evaluates its WHERE clause against the committed row, finds
+//     rotated_at set and changes nothing. The statements that follow see
+//     everything committed before they started, so a loser sees the
+//     winner's rotated_at (or, if the winner rolled back, the loser's own
+//     UPDATE has won instead).
+//   - SQLite: the database layer begins every read-write transaction with
+//     BEGIN IMMEDIATE, so the write lock is held from BEGIN to COMMIT and
+//     rotations run one after the other. Even under DEFERRED the first
+//     statement is a write, which takes the lock before anything is read.
+//
+// The winner then checks the family (revoked, absolute expiry) and the
+// token's idle window. On any of those it rolls back: an expired or revoked
+// token is not marked rotated, nothing is inserted, and every later
+// presentation meets the same check again. Otherwise it inserts the next
+// token and commits.
+//
+// A loser (zero rows changed) reads the token: unknown gives
+// ErrTokenNotFound; a revoked family ErrTokenRevoked; an expired family
+// ErrTokenExpired; a rotation less than grace ago ErrTokenJustRotated with
+// nothing changed; anything else is reuse: the family is revoked, that
+// revocation is committed, and only then ErrTokenReused is returned. A
+// partial unique index (one unrotated token per family) backs all this up
+// on both databases.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+)
+
+//go:embed migrations
+var embedded embed.FS
+
+// Migrations is the schema, a goose SQL file per version in sqlite/ and
+// postgres/; pass it to database.Open.
+var Migrations = func() fs.FS {
+	sub, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		panic(err) // only if the embed directive above is changed
+	}
+	return sub
+}()
+
+// Store is an auth.RefreshStore on a database opened with Migrations.
+type Store struct {
+	db *database.DB
+}
+
+var _ auth.RefreshStore = (*Store)(nil)
+
+// New returns a Store on db.
+func New(db *database.DB) *Store {
+	return &Store{db: db}
+}
+
+// purgeBatch bounds how many families one DELETE of PurgeExpired removes,
+// so a large backlog neither holds SQLite's write lock nor builds one huge
+// PostgreSQL transaction for long. A variable so tests can shrink it.
+var purgeBatch = 200
+
+// CreateFamily stores f and its first token in one transaction. Zero
+// f.CreatedAt and first.IssuedAt mean now; first.FamilyID may be empty or
+// must equal f.ID.
+func (s *Store) CreateFamily(ctx context.Context, f auth.Family, first auth.RefreshToken) error {
+	if err := checkFamily(f); err != nil {
+		return fmt.Errorf("refresh store: create family: %w", err)
+	}
+	if err := checkToken(first, f.ID); err != nil {
+		return fmt.Errorf("refresh store: create family: first token: %w", err)
+	}
+	if !first.RotatedAt.IsZero() {
+		return errors.New("refresh store: create family: first token is already rotated")
+	}
+	roles, err := encodeRoles(f.Roles)
+	if err != nil {
+		return fmt.Errorf("refresh store: create family: %w", err)
+	}
+	now := time.Now()
+
+	tx, err := s.db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return storeError("create family", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO refresh_families (id, user_id, roles, created_at, expires_at, revoked_at)
+		 VALUES ($1, $2, $3, $4, $5, $6)`,
+		f.ID, f.UserID, roles, dbTime(f.CreatedAt, now), dbTime(f.ExpiresAt, now), nullTime(f.RevokedAt)); err != nil {
+		return storeError("create family", err)
+	}
+	if err := insertToken(ctx, tx, first, f.ID, now); err != nil {
+		return storeError("create family", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return storeError("create family", err)
+	}
+	return nil
+}
+
+// Rotate implements auth.RefreshStore.Rotate; the package documentation
+// describes the transaction. next.FamilyID may be empty or must name the
+// family of oldHash; a zero next.IssuedAt means now. A grace of zero or
+// less turns the grace window off.
+func (s *Store) Rotate(ctx context.Context, oldHash string, next auth.RefreshToken, now time.Time, grace time.Duration) (auth.Family, error) {
+	if err := checkToken(next, next.FamilyID); err != nil {
+		return auth.Family{}, fmt.Errorf("refresh store: rotate: next token: %w", err)
+	}
+	if !next.RotatedAt.IsZero() {
+		return auth.Family{}, errors.New("refresh store: rotate: next token is already rotated")
+	}
+	if now.IsZero() {
+		return auth.Family{}, errors.New("refresh store: rotate: zero time")
+	}
+	now = dbTime(now, now)
+
+	tx, err := s.db.SQL().BeginTx(ctx, nil)
+	if err != nil {
+		return auth.Family{}, storeError("rotate", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	res, err := tx.ExecContext(ctx,
+		`UPDATE refresh_tokens SET rotated_at = $2 WHERE hash = $1 AND rotated_at IS NULL`, oldHash, now)
+	if err != nil {
+		return auth.Family{}, storeError("rotate", err)
+	}
+	changed, err := res.RowsAffected()
+	if err != nil {
+		return auth.Family{}, storeError("rotate", err)
+	}
+	cur, err := loadToken(ctx, tx, oldHash)
+	if err != nil {
+		return auth.Family{}, storeError("rotate", err)
+	}
+	f := cur.family
+
+	if changed == 1 {
+		// This call won the token. Returning before Commit rolls the
+		// mark back: a token that is refused stays as it was.
+		switch {
+		case !f.RevokedAt.IsZero():
+			return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenRevoked)
+		case !now.Before(f.ExpiresAt):
+			return auth.Family{}, fmt.Errorf("refresh store: rotate: family: %w", auth.ErrTokenExpired)
+		case !now.Before(cur.idleExpiresAt):
+			return auth.Family{}, fmt.Errorf("refresh store: rotate: idle timeout: %w", auth.ErrTokenExpired)
+		}
+		if next.FamilyID != "" && next.FamilyID != f.ID {
+			return auth.Family{}, errors.New("refresh store: rotate: next token names another family")
+		}
+		if err := insertToken(ctx, tx, next, f.ID, now); err != nil {
+			return auth.Family{}, storeError("rotate", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return auth.Family{}, storeError("rotate", err)
+		}
+		return f, nil
+	}
+
+	if cur.rotatedAt.IsZero() {
+		// Not there when the UPDATE ran, current now: on PostgreSQL a
+		// token whose insert committed between the two statements. It
+		// was unknown at the moment this call decided.
+		return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenNotFound)
+	}
+	switch {
+	case !f.RevokedAt.IsZero():
+		return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenRevoked)
+	case !now.Before(f.ExpiresAt):
+		return auth.Family{}, fmt.Errorf("refresh store: rotate: family: %w", auth.ErrTokenExpired)
+	case grace > 0 && now.Sub(cur.rotatedAt) < grace:
+		// A parallel refresh by the same client, not theft; a clock
+		// behind the winner's (negative difference) counts as within.
+		return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenJustRotated)
+	}
+	// Reuse of a rotated token (its idle window does not matter: a thief
+	// presenting an old token is a signal either way). Revoke the family
+	// and commit that before reporting the reuse.
+	if _, err := tx.ExecContext(ctx,
+		`UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL`, f.ID, now); err != nil {
+		return auth.Family{}, storeError("rotate: revoke reused family", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return auth.Family{}, storeError("rotate: revoke reused family", err)
+	}
+	return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenReused)
+}
+
+// RevokeFamily implements auth.RefreshStore.RevokeFamily. A family that is
+// already revoked keeps its first revocation time.
+func (s *Store) RevokeFamily(ctx context.Context, hash string, now time.Time) error {
+	if now.IsZero() {
+		return errors.New("refresh store: revoke family: zero time")
+	}
+	// Matched rows count, changed or not, on both databases: 0 means no
+	// token with this hash.
+	res, err := s.db.SQL().ExecContext(ctx,
+		`UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2)
+		 WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)`,
+		hash, dbTime(now, now))
+	if err != nil {
+		return storeError("revoke family", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return storeError("revoke family", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("refresh store: revoke family: %w", auth.ErrTokenNotFound)
+	}
+	return nil
+}
+
+// PurgeExpired implements auth.RefreshStore.PurgeExpired. It deletes in
+// batches, each its own statement, so it returns what it deleted so far
+// along with an error that stops it.
+func (s *Store) PurgeExpired(ctx context.Context, now time.Time, retention time.Duration) (int64, error) {
+	if now.IsZero() {
+		return 0, errors.New("refresh store: purge: zero time")
+	}
+	expiredBefore := dbTime(now, now)
+	revokedBefore := dbTime(now.Add(-retention), now)
+	var total int64
+	for {
+		// Tokens go with their family through ON DELETE CASCADE.
+		res, err := s.db.SQL().ExecContext(ctx,
+			`DELETE FROM refresh_families WHERE id IN (
+			     SELECT id FROM refresh_families
+			     WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $2)
+			     LIMIT $3)`,
+			expiredBefore, revokedBefore, purgeBatch)
+		if err != nil {
+			return total, storeError("purge", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, storeError("purge", err)
+		}
+		total += n
+		if n < int64(purgeBatch) {
+			return total, nil
+		}
+	}
+}
+
+// ActiveTokens implements auth.RefreshStore.ActiveTokens; an unknown family
+// has none.
+func (s *Store) ActiveTokens(ctx context.Context, familyID string) (int, error) {
+	var n int
+	err := s.db.SQL().QueryRowContext(ctx,
+		`SELECT count(*) FROM refresh_tokens WHERE family_id = $1 AND rotated_at IS NULL`, familyID).Scan(&n)
+	if err != nil {
+		return 0, storeError("active tokens", err)
+	}
+	return n, nil
+}
+
+// Ping reports ErrUnavailable unless the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.Ping(ctx); err != nil {
+		return fmt.Errorf("refresh store: ping: %w: %w", auth.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// tokenState is a stored token joined with its family.
+type tokenState struct {
+	idleExpiresAt time.Time
+	rotatedAt     time.Time // zero while current
+	family        auth.Family
+}
+
+func loadToken(ctx context.Context, tx *sql.Tx, hash string) (tokenState, error) {
+	var (
+		st        tokenState
+		roles     string
+		rotatedAt sql.NullTime
+		revokedAt sql.NullTime
+	)
+	err := tx.QueryRowContext(ctx,
+		`SELECT t.idle_expires_at, t.rotated_at,
+		        f.id, f.user_id, f.roles, f.created_at, f.expires_at, f.revoked_at
+		 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
+		 WHERE t.hash = $1`, hash).
+		Scan(&st.idleExpiresAt, &rotatedAt,
+			&st.family.ID, &st.family.UserID, &roles, &st.family.CreatedAt, &st.family.ExpiresAt, &revokedAt)
+	if err != nil {
+		return tokenState{}, err
+	}
+	if err := json.Unmarshal([]byte(roles), &st.family.Roles); err != nil {
+		return tokenState{}, fmt.Errorf("decode roles of family %s: %w", st.family.ID, err)
+	}
+	if len(st.family.Roles) == 0 {
+		st.family.Roles = nil
+	}
+	st.idleExpiresAt = st.idleExpiresAt.UTC()
+	st.rotatedAt = fromNull(rotatedAt)
+	st.family.CreatedAt = st.family.CreatedAt.UTC()
+	st.family.ExpiresAt = st.family.ExpiresAt.UTC()
+	st.family.RevokedAt = fromNull(revokedAt)
+	return st, nil
+}
+
+func insertToken(ctx context.Context, tx *sql.Tx, t auth.RefreshToken, familyID string, now time.Time) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_expires_at, rotated_at)
+		 VALUES ($1, $2, $3, $4, NULL)`,
+		t.Hash, familyID, dbTime(t.IssuedAt, now), dbTime(t.IdleExpiresAt, now))
+	return err
+}
+
+func checkFamily(f auth.Family) error {
+	switch {
+	case f.ID == "":
+		return errors.New("empty family id")
+	case f.UserID == "":
+		return errors.New("empty user id")
+	case f.ExpiresAt.IsZero():
+		return errors.New("zero expiry")
+	}
+	return nil
+}
+
+// checkToken validates a token about to be inserted into family familyID
+// (empty if not known yet).
+func checkToken(t auth.RefreshToken, familyID string) error {
+	switch {
+	case t.Hash == "":
+		return errors.New("empty hash")
+	case t.IdleExpiresAt.IsZero():
+		return errors.New("zero idle expiry")
+	case t.FamilyID != "" && t.FamilyID != familyID:
+		return errors.New("token names another family")
+	}
+	return nil
+}
+
+// storeError maps a driver error to the auth sentinels. The driver error
+// stays in the chain for errors.As and logs; callers show clients only what
+// the sentinel says.
+func storeError(op string, err error) error {
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("refresh store: %s: %w", op, auth.ErrTokenNotFound)
+	case database.IsUnavailable(err):
+		return fmt.Errorf("refresh store: %s: %w: %w", op, auth.ErrUnavailable, err)
+	case database.IsUniqueViolation(err):
+		// Hashes come from ≥128 random bits and ids are fresh UUIDv7s: a
+		// clash is a caller bug, not something a client can act on.
+		return fmt.Errorf("refresh store: %s: family or token already stored: %w", op, err)
+	default:
+		return fmt.Errorf("refresh store: %s: %w", op, err)
+	}
+}
+
+// encodeRoles stores roles as a JSON array, as the user store does.
+func encodeRoles(roles []string) (string, error) {
+	if roles == nil {
+		roles = []string{}
+	}
+	b, err := json.Marshal(roles)
+	if err != nil {
+		return "", fmt.Errorf("encode roles: %w", err)
+	}
+	return string(b), nil
+}
+
+// dbTime is t in UTC at the microsecond precision PostgreSQL keeps, so
+// both databases return exactly what was written; zero t means now.
+func dbTime(t, now time.Time) time.Time {
+	if t.IsZero() {
+		t = now
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+// nullTime stores a zero t as NULL.
+func nullTime(t time.Time) sql.NullTime {
+	if t.IsZero() {
+		return sql.NullTime{}
+	}
+	return sql.NullTime{Time: t.UTC().Truncate(time.Microsecond), Valid: true}
+}
+
+func fromNull(t sql.NullTime) time.Time {
+	if !t.Valid {
+		return time.Time{}
+	}
+	return t.Time.UTC()
+}

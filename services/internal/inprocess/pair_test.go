@@ -1,0 +1,591 @@
+package inprocess
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	authapp "github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+	userapp "github.com/gatehouse-dev/gatehouse/services/internal/user/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The OTLP-less tracer provider and grpc's DNS resolver may leave
+		// these behind for a moment after Close.
+		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
+	)
+}
+
+type pair struct {
+	t        *testing.T
+	keysDir  string
+	jwksURL  string
+	users    userv1.UserServiceClient
+	auth     authv1.AuthServiceClient
+	spans    *tracetest.InMemoryExporter
+	authApp  *authapp.App
+	userAddr string
+	logs     *syncBuffer // both services' logs, at debug level
+}
+
+// syncBuffer collects log lines from both services' goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func writeKey(t *testing.T, dir, kid string) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, kid+".pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startPair starts both services wired as in production: Auth signs with
+// a key directory, User verifies through Auth's JWKS over HTTP.
+func startPair(t *testing.T, authEnv ...string) *pair {
+	t.Helper()
+	p := &pair{t: t, keysDir: t.TempDir(), spans: tracetest.NewInMemoryExporter(), logs: &syncBuffer{}}
+	logger := telemetry.NewLogger(p.logs, slog.LevelDebug, "pair")
+	writeKey(t, p.keysDir, "2026-01-01")
+	userGRPC, userHTTP, authGRPC, authHTTP := listen(t), listen(t), listen(t), listen(t)
+	p.userAddr = userGRPC.Addr().String()
+	p.jwksURL = "http://" + authHTTP.Addr().String() + "/.well-known/jwks.json"
+	data := t.TempDir()
+	common := []string{"DRAIN_DELAY=0s", "READINESS_INTERVAL=100ms"}
+	tracing := []telemetry.TracingOption{telemetry.WithExporter(p.spans)}
+
+	authCfg, err := authapp.LoadConfig(append(append(common,
+		"DATABASE_URL=sqlite://"+filepath.Join(data, "auth.db"),
+		"JWT_SIGNING_KEYS_DIR="+p.keysDir,
+		"USER_SERVICE_ADDR="+p.userAddr,
+	), authEnv...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.authApp, err = authapp.New(context.Background(), authCfg, authapp.Options{Tracing: tracing, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	userCfg, err := userapp.LoadConfig(append(common,
+		"DATABASE_URL=sqlite://"+filepath.Join(data, "user.db"),
+		"JWKS_URL="+p.jwksURL,
+		"JWKS_REFRESH_INTERVAL=1s",
+		"BOOTSTRAP_ADMIN_EMAIL=admin@example.com",
+		"BOOTSTRAP_ADMIN_PASSWORD=admin password",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cheap := password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+	userApp, err := userapp.New(context.Background(), userCfg, userapp.Options{Tracing: tracing, PasswordParams: &cheap, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = p.authApp.Serve(ctx, authGRPC, authHTTP) }()
+	go func() { defer wg.Done(); _ = userApp.Serve(ctx, userGRPC, userHTTP) }()
+
+	userConn := dial(t, p.userAddr)
+	authConn := dial(t, authGRPC.Addr().String())
+	p.users, p.auth = userv1.NewUserServiceClient(userConn), authv1.NewAuthServiceClient(authConn)
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = userConn.Close()
+		_ = authConn.Close()
+	})
+	// The User service is ready once it has fetched the JWKS.
+	eventually(t, "user service ready", func() bool {
+		r, err := p.users.HealthCheck(context.Background(), nil)
+		return err == nil && r.GetStatus() == userv1.HealthCheckResponse_SERVING_STATUS_SERVING
+	})
+	return p
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func bearer(tok string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("code = %v (%v), want %v", got, err, want)
+	}
+}
+
+func kidOf(t *testing.T, tok string) string {
+	t.Helper()
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := parsed.Header["kid"].(string)
+	return kid
+}
+
+// TestWalkthrough is the README's grpcurl walk-through, call for call.
+func TestWalkthrough(t *testing.T) {
+	p := startPair(t)
+	ctx := context.Background()
+	created, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ada@example.com", Password: "correct horse battery", DisplayName: "Ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "ada@example.com", Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if login.GetTokenType() != "Bearer" || login.GetExpiresIn() != 900 || len(login.GetRefreshToken()) < 22 {
+		t.Errorf("login response = %v", login)
+	}
+	claims := jwt.MapClaims{}
+	parsed, _, err := jwt.NewParser().ParseUnverified(login.GetAccessToken(), claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Header["typ"] != "at+jwt" || parsed.Header["kid"] != "2026-01-01" || parsed.Header["alg"] != "EdDSA" {
+		t.Errorf("access token header = %v", parsed.Header)
+	}
+	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles"} {
+		if _, ok := claims[c]; !ok {
+			t.Errorf("access token lacks claim %q: %v", c, claims)
+		}
+	}
+	if claims["sub"] != created.GetUser().GetId() || claims["iss"] != "gatehouse-auth" {
+		t.Errorf("claims = %v", claims)
+	}
+
+	got, err := p.users.GetUser(bearer(login.GetAccessToken()), &userv1.GetUserRequest{Id: created.GetUser().GetId()})
+	if err != nil || got.GetUser().GetEmail() != "ada@example.com" {
+		t.Fatalf("GetUser with access token: %v, %v", got, err)
+	}
+	valid, err := p.auth.ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: login.GetAccessToken()})
+	if err != nil || valid.GetSubject() != created.GetUser().GetId() || !valid.GetExpireTime().AsTime().After(time.Now()) {
+		t.Fatalf("ValidateToken: %v, %v", valid, err)
+	}
+
+	refreshed, err := p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: login.GetRefreshToken()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refreshed.GetRefreshToken() == login.GetRefreshToken() {
+		t.Fatal("refresh did not rotate the refresh token")
+	}
+	if _, err := p.users.GetUser(bearer(refreshed.GetAccessToken()), &userv1.GetUserRequest{Id: created.GetUser().GetId()}); err != nil {
+		t.Fatalf("GetUser with refreshed token: %v", err)
+	}
+	// Reuse of the rotated token is refused and revokes the family,
+	// including the newest token.
+	_, err = p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: login.GetRefreshToken()})
+	wantCode(t, err, codes.Unauthenticated)
+	_, err = p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: refreshed.GetRefreshToken()})
+	wantCode(t, err, codes.Unauthenticated)
+
+	// Log in again and log out: the refresh token stops working; logout is
+	// idempotent.
+	again, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "ADA@example.com", Password: "correct horse battery"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := p.auth.RevokeToken(ctx, &authv1.RevokeTokenRequest{RefreshToken: again.GetRefreshToken()}); err != nil {
+			t.Fatalf("RevokeToken: %v", err)
+		}
+	}
+	_, err = p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: again.GetRefreshToken()})
+	wantCode(t, err, codes.Unauthenticated)
+
+	// Tokens of the wrong kind never validate.
+	for name, tok := range map[string]string{"refresh token as access token": again.GetRefreshToken(), "garbage": "not.a.jwt"} {
+		_, err := p.auth.ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: tok})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: ValidateToken code = %v", name, status.Code(err))
+		}
+		_, err = p.users.GetUser(bearer(tok), &userv1.GetUserRequest{Id: created.GetUser().GetId()})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("%s: GetUser code = %v", name, status.Code(err))
+		}
+	}
+	// An access token is not a refresh token.
+	_, err = p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: login.GetAccessToken()})
+	if status.Code(err) != codes.Unauthenticated && status.Code(err) != codes.InvalidArgument {
+		t.Errorf("access token as refresh token: %v", err)
+	}
+
+	// The domain counters saw exactly this.
+	reg := p.authApp.Metrics.Registry
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"gatehouse_logins_total", "result", "success", 2},
+		{"gatehouse_refreshes_total", "result", "success", 1},
+		{"gatehouse_refreshes_total", "result", "reused", 1},
+		{"gatehouse_refreshes_total", "result", "revoked", 2},
+		{"gatehouse_refresh_token_reuse_total", "", "", 1},
+		{"gatehouse_tokens_issued_total", "type", "access", 3},
+	} {
+		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+
+	// Debug logs of both services hold no token, password or key.
+	logs := p.logs.String()
+	if !strings.Contains(logs, `"msg":"login"`) {
+		t.Fatalf("no login log line captured; logs:\n%s", logs)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(p.keysDir, "2026-01-01.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyBody := strings.Split(string(keyPEM), "\n")[1]
+	for name, secret := range map[string]string{
+		"access token":   login.GetAccessToken(),
+		"token payload":  strings.Split(login.GetAccessToken(), ".")[1],
+		"refresh token":  login.GetRefreshToken(),
+		"new refresh":    refreshed.GetRefreshToken(),
+		"password":       "correct horse battery",
+		"private key":    keyBody,
+		"admin password": "admin password",
+	} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain the %s", name)
+		}
+	}
+}
+
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if label == "" || (l.GetName() == label && l.GetValue() == value) {
+					return m.GetCounter().GetValue()
+				}
+			}
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s{%s=%q}", name, label, value)
+	return 0
+}
+
+func TestLoginFailures(t *testing.T) {
+	p := startPair(t, "LOGIN_RATE_PER_EMAIL=3")
+	ctx := context.Background()
+	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
+		t.Fatal(err)
+	}
+	_, wrongPw := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "wrong password"})
+	_, unknown := p.auth.Login(ctx, &authv1.LoginRequest{Email: "nobody@example.com", Password: "wrong password"})
+	wantCode(t, wrongPw, codes.Unauthenticated)
+	wantCode(t, unknown, codes.Unauthenticated)
+	if status.Convert(wrongPw).Message() != status.Convert(unknown).Message() {
+		t.Errorf("wrong password and unknown email differ: %q vs %q", status.Convert(wrongPw).Message(), status.Convert(unknown).Message())
+	}
+	_, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "", Password: "x"})
+	wantCode(t, err, codes.InvalidArgument)
+	// Third attempt for bo@ is allowed; the fourth is rate-limited, even
+	// with the right password.
+	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "wrong password"}); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	_, err = p.auth.Login(ctx, &authv1.LoginRequest{Email: "BO@example.com", Password: "right password"})
+	wantCode(t, err, codes.ResourceExhausted)
+}
+
+func TestLoginWithUserServiceDown(t *testing.T) {
+	dead := listen(t)
+	addr := dead.Addr().String()
+	_ = dead.Close()
+	keys := t.TempDir()
+	writeKey(t, keys, "k1")
+	cfg, err := authapp.LoadConfig([]string{
+		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "auth.db"),
+		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + addr, "DRAIN_DELAY=0s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := authapp.New(context.Background(), cfg, authapp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, hl := listen(t), listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, gl, hl) }()
+	defer func() { cancel(); <-done }()
+	conn := dial(t, gl.Addr().String())
+	defer conn.Close()
+	_, err = authv1.NewAuthServiceClient(conn).Login(context.Background(), &authv1.LoginRequest{Email: "a@example.com", Password: "password1"})
+	wantCode(t, err, codes.Unavailable)
+}
+
+// TestLoginTraceSpansBothServices: one Login is one trace holding the Auth
+// server span, the Auth→User client span and the User server span.
+func TestLoginTraceSpansBothServices(t *testing.T) {
+	p := startPair(t)
+	ctx := context.Background()
+	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "tr@example.com", Password: "password123"}); err != nil {
+		t.Fatal(err)
+	}
+	p.spans.Reset()
+	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "tr@example.com", Password: "password123"}); err != nil {
+		t.Fatal(err)
+	}
+	// A server span ends (and is exported) just after its response is
+	// sent, so the client may be a moment ahead of the exporter: poll until
+	// the three spans of the Login trace are there.
+	type kindName struct {
+		kind trace.SpanKind
+		name string
+	}
+	want := []kindName{
+		{trace.SpanKindServer, "auth.v1.AuthService/Login"},
+		{trace.SpanKindClient, "user.v1.UserService/VerifyPassword"},
+		{trace.SpanKindServer, "user.v1.UserService/VerifyPassword"},
+	}
+	var missing []kindName
+	var spans tracetest.SpanStubs
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		spans = p.spans.GetSpans()
+		var traceID trace.TraceID
+		for _, s := range spans {
+			if s.Name == want[0].name && s.SpanKind == want[0].kind {
+				traceID = s.SpanContext.TraceID()
+			}
+		}
+		missing = missing[:0]
+		for _, w := range want {
+			found := false
+			for _, s := range spans {
+				if traceID.IsValid() && s.SpanContext.TraceID() == traceID && s.Name == w.name && s.SpanKind == w.kind {
+					found = true
+				}
+			}
+			if !found {
+				missing = append(missing, w)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		var have []string
+		for _, s := range spans {
+			have = append(have, fmt.Sprintf("%s(%s, trace %s)", s.Name, s.SpanKind, s.SpanContext.TraceID()))
+		}
+		t.Fatalf("the Login trace lacks %v; spans: %v", missing, have)
+	}
+	for _, s := range spans {
+		if strings.HasPrefix(s.Name, "grpc.health") {
+			t.Errorf("health call traced: %s", s.Name)
+		}
+	}
+}
+
+// TestKeyRotationWithoutRestart follows the README's rotation steps on a
+// running pair: add a key, make it active, old tokens keep working, new
+// tokens carry the new kid and the User service accepts them; remove the
+// old key and old tokens are refused by both services.
+func TestKeyRotationWithoutRestart(t *testing.T) {
+	p := startPair(t)
+	ctx := context.Background()
+	admin := func() *authv1.LoginResponse {
+		t.Helper()
+		r, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "admin password"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old := admin()
+	if kidOf(t, old.GetAccessToken()) != "2026-01-01" {
+		t.Fatalf("old token kid = %s", kidOf(t, old.GetAccessToken()))
+	}
+	list := func(tok string) error {
+		_, err := p.users.ListUsers(bearer(tok), &userv1.ListUsersRequest{})
+		return err
+	}
+
+	// 1. Add the new key: published in the JWKS, not yet signing.
+	writeKey(t, p.keysDir, "2026-06-01")
+	eventually(t, "new key in JWKS", func() bool { return strings.Contains(fetch(t, p.jwksURL), `"2026-06-01"`) })
+	// 2. Activate it through the key directory, no restart.
+	if err := os.WriteFile(filepath.Join(p.keysDir, "active-kid"), []byte("2026-06-01\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh := admin()
+	if kid := kidOf(t, fresh.GetAccessToken()); kid != "2026-06-01" {
+		t.Fatalf("new token kid = %s, want 2026-06-01", kid)
+	}
+	if err := list(fresh.GetAccessToken()); err != nil {
+		t.Fatalf("User service refuses a token of the new key: %v", err)
+	}
+	if err := list(old.GetAccessToken()); err != nil {
+		t.Fatalf("old token stopped working before its key was removed: %v", err)
+	}
+	// 3. Remove the old key: both services refuse its tokens.
+	if err := os.Remove(filepath.Join(p.keysDir, "2026-01-01.pem")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "old key gone from the JWKS", func() bool { return !strings.Contains(fetch(t, p.jwksURL), `"2026-01-01"`) })
+	_, err := p.auth.ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: old.GetAccessToken()})
+	wantCode(t, err, codes.Unauthenticated)
+	eventually(t, "User service refusing the removed key", func() bool { return status.Code(list(old.GetAccessToken())) == codes.Unauthenticated })
+	if err := list(fresh.GetAccessToken()); err != nil {
+		t.Fatalf("new token refused after rotation: %v", err)
+	}
+	// Service tokens follow the rotation too: login still works.
+	admin()
+}
+
+func TestJWKSEndpoint(t *testing.T) {
+	p := startPair(t)
+	resp, err := http.Get(p.jwksURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 1 {
+		t.Fatalf("keys = %v", set.Keys)
+	}
+	k := set.Keys[0]
+	if k["kid"] != "2026-01-01" || k["alg"] != "EdDSA" || k["use"] != "sig" || k["kty"] != "OKP" {
+		t.Errorf("jwk = %v", k)
+	}
+	if _, ok := k["d"]; ok {
+		t.Fatal("JWKS publishes private key material")
+	}
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") || resp.Header.Get("ETag") == "" {
+		t.Errorf("cache headers: Cache-Control %q, ETag %q", cc, resp.Header.Get("ETag"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, p.jwksURL, nil)
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	again, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = again.Body.Close()
+	if again.StatusCode != http.StatusNotModified {
+		t.Errorf("conditional GET = %d, want 304", again.StatusCode)
+	}
+}
+
+func fetch(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
