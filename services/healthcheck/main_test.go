@@ -31,7 +31,12 @@ func serve(t *testing.T, st healthpb.HealthCheckResponse_ServingStatus) string {
 func TestRun(t *testing.T) {
 	up := serve(t, healthpb.HealthCheckResponse_SERVING)
 	down := serve(t, healthpb.HealthCheckResponse_NOT_SERVING)
-	dead := func() string { l, _ := net.Listen("tcp", "127.0.0.1:0"); a := l.Addr().String(); _ = l.Close(); return a }()
+	dead := func() string {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		a := l.Addr().String()
+		_ = l.Close()
+		return a
+	}()
 	tests := []struct {
 		name    string
 		args    []string

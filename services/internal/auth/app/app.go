@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err := a.openKeys(ctx); err != nil {
 		return nil, err
 	}
-	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience)
+	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
 	if err != nil {
 		return nil, err
 	}

@@ -27,8 +27,12 @@ type Config struct {
 	JWTSigningKeysDir string        `env:"JWT_SIGNING_KEYS_DIR"`
 	JWTActiveKeyID    string        `env:"JWT_ACTIVE_KEY_ID"`
 	JWTSecret         config.Secret `env:"JWT_SECRET"`
-	JWTIssuer         string        `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
-	JWTAudience       string        `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	// TokenCacheSize bounds the cache of verified access tokens (kept
+	// until each token's exp, dropped when the key set changes); 0 turns
+	// it off and every call checks a signature.
+	TokenCacheSize int    `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	JWTIssuer      string `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
+	JWTAudience    string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
 
 	AccessExpiry       config.Minutes `env:"JWT_ACCESS_EXPIRY" envDefault:"15m"`
 	RefreshExpiry      time.Duration  `env:"JWT_REFRESH_EXPIRY" envDefault:"720h"`
@@ -96,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UserServiceAddr == "" {
 		errs = append(errs, errors.New("USER_SERVICE_ADDR must not be empty"))
+	}
+	if c.TokenCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("TOKEN_CACHE_SIZE must not be negative, got %d", c.TokenCacheSize))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,11 +28,14 @@ type Verifier struct {
 	audience   string
 	requireKID bool
 	parser     *jwt.Parser
+	cache      *verifiedCache // nil: every call verifies
+	now        func() time.Time
 }
 
 type verifierConfig struct {
-	leeway time.Duration
-	now    func() time.Time
+	leeway    time.Duration
+	now       func() time.Time
+	cacheSize int
 }
 
 // VerifierOption configures NewVerifier.
@@ -68,6 +72,8 @@ func NewVerifier(keys KeySet, issuer, audience string, opts ...VerifierOption) (
 		issuer:     issuer,
 		audience:   audience,
 		requireKID: !ok || !ko.allowsMissingKeyID(),
+		cache:      newVerifiedCache(cfg.cacheSize),
+		now:        cfg.now,
 		parser: jwt.NewParser(
 			// Belt and braces: the keyfunc pins alg to the key, and this list
 			// keeps "none" and every algorithm we never issue out early.
@@ -112,7 +118,24 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if token == "" {
 		return nil, invalid("empty token")
 	}
+	if v.cache == nil {
+		return v.verify(ctx, token)
+	}
+	// The generation is read before verifying, so a key change that races
+	// with this call leaves an entry that the next lookup ignores.
+	key, gen := sha256.Sum256([]byte(token)), v.keys.Generation()
+	if claims, ok := v.cache.get(key, gen, v.now()); ok {
+		return claims, nil
+	}
+	claims, err := v.verify(ctx, token)
+	if err == nil {
+		v.cache.add(key, gen, claims)
+	}
+	return claims, err
+}
 
+// verify does the full check of Verify, without the cache.
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	var (
 		tc       tokenClaims
 		kid      string

@@ -70,7 +70,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if a.keys, err = openKeySet(ctx, cfg, a.log); err != nil {
 		return nil, err
 	}
-	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience)
+	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
 	if err != nil {
 		return nil, err
 	}

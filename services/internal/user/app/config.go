@@ -46,8 +46,12 @@ type Config struct {
 	JWKSRefreshInterval time.Duration `env:"JWKS_REFRESH_INTERVAL" envDefault:"5m"`
 	JWTPublicKeysDir    string        `env:"JWT_PUBLIC_KEYS_DIR"`
 	JWTSecret           config.Secret `env:"JWT_SECRET"`
-	JWTIssuer           string        `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
-	JWTAudience         string        `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	// TokenCacheSize bounds the cache of verified access tokens (kept
+	// until each token's exp, dropped when the key set changes); 0 turns
+	// it off and every call checks a signature.
+	TokenCacheSize int    `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	JWTIssuer      string `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
+	JWTAudience    string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
 }
 
 // LoadConfig reads the environment with the User service's defaults.
@@ -98,6 +102,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JWTIssuer == "" || c.JWTAudience == "" {
 		errs = append(errs, errors.New("JWT_ISSUER and JWT_AUDIENCE must not be empty"))
+	}
+	if c.TokenCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("TOKEN_CACHE_SIZE must not be negative, got %d", c.TokenCacheSize))
 	}
 	return errors.Join(errs...)
 }
