@@ -42,10 +42,8 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
@@ -57,13 +55,7 @@ var embedded embed.FS
 
 // Migrations is the schema, a goose SQL file per version in sqlite/ and
 // postgres/; pass it to database.Open.
-var Migrations = func() fs.FS {
-	sub, err := fs.Sub(embedded, "migrations")
-	if err != nil {
-		panic(err) // only if the embed directive above is changed
-	}
-	return sub
-}()
+var Migrations = database.MigrationsDir(embedded)
 
 // Store is an auth.RefreshStore on a database opened with Migrations.
 type Store struct {
@@ -95,7 +87,7 @@ func (s *Store) CreateFamily(ctx context.Context, f auth.Family, first auth.Refr
 	if !first.RotatedAt.IsZero() {
 		return errors.New("refresh store: create family: first token is already rotated")
 	}
-	roles, err := encodeRoles(f.Roles)
+	roles, err := database.EncodeStrings(f.Roles)
 	if err != nil {
 		return fmt.Errorf("refresh store: create family: %w", err)
 	}
@@ -109,7 +101,7 @@ func (s *Store) CreateFamily(ctx context.Context, f auth.Family, first auth.Refr
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO refresh_families (id, user_id, roles, created_at, expires_at, revoked_at)
 		 VALUES ($1, $2, $3, $4, $5, $6)`,
-		f.ID, f.UserID, roles, dbTime(f.CreatedAt, now), dbTime(f.ExpiresAt, now), nullTime(f.RevokedAt)); err != nil {
+		f.ID, f.UserID, roles, database.Timestamp(f.CreatedAt, now), database.Timestamp(f.ExpiresAt, now), database.NullTimestamp(f.RevokedAt)); err != nil {
 		return storeError("create family", err)
 	}
 	if err := insertToken(ctx, tx, first, f.ID, now); err != nil {
@@ -135,7 +127,7 @@ func (s *Store) Rotate(ctx context.Context, oldHash string, next auth.RefreshTok
 	if now.IsZero() {
 		return auth.Family{}, errors.New("refresh store: rotate: zero time")
 	}
-	now = dbTime(now, now)
+	now = database.Timestamp(now, now)
 
 	tx, err := s.db.SQL().BeginTx(ctx, nil)
 	if err != nil {
@@ -221,7 +213,7 @@ func (s *Store) RevokeFamily(ctx context.Context, hash string, now time.Time) er
 	res, err := s.db.SQL().ExecContext(ctx,
 		`UPDATE refresh_families SET revoked_at = COALESCE(revoked_at, $2)
 		 WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)`,
-		hash, dbTime(now, now))
+		hash, database.Timestamp(now, now))
 	if err != nil {
 		return storeError("revoke family", err)
 	}
@@ -242,8 +234,8 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time, retention time.
 	if now.IsZero() {
 		return 0, errors.New("refresh store: purge: zero time")
 	}
-	expiredBefore := dbTime(now, now)
-	revokedBefore := dbTime(now.Add(-retention), now)
+	expiredBefore := database.Timestamp(now, now)
+	revokedBefore := database.Timestamp(now.Add(-retention), now)
 	var total int64
 	for {
 		// Tokens go with their family through ON DELETE CASCADE.
@@ -311,17 +303,14 @@ func loadToken(ctx context.Context, tx *sql.Tx, hash string) (tokenState, error)
 	if err != nil {
 		return tokenState{}, err
 	}
-	if err := json.Unmarshal([]byte(roles), &st.family.Roles); err != nil {
-		return tokenState{}, fmt.Errorf("decode roles of family %s: %w", st.family.ID, err)
-	}
-	if len(st.family.Roles) == 0 {
-		st.family.Roles = nil
+	if st.family.Roles, err = database.DecodeStrings(roles); err != nil {
+		return tokenState{}, fmt.Errorf("roles of family %s: %w", st.family.ID, err)
 	}
 	st.idleExpiresAt = st.idleExpiresAt.UTC()
-	st.rotatedAt = fromNull(rotatedAt)
+	st.rotatedAt = database.TimeOrZero(rotatedAt)
 	st.family.CreatedAt = st.family.CreatedAt.UTC()
 	st.family.ExpiresAt = st.family.ExpiresAt.UTC()
-	st.family.RevokedAt = fromNull(revokedAt)
+	st.family.RevokedAt = database.TimeOrZero(revokedAt)
 	return st, nil
 }
 
@@ -329,7 +318,7 @@ func insertToken(ctx context.Context, tx *sql.Tx, t auth.RefreshToken, familyID 
 	_, err := tx.ExecContext(ctx,
 		`INSERT INTO refresh_tokens (hash, family_id, issued_at, idle_expires_at, rotated_at)
 		 VALUES ($1, $2, $3, $4, NULL)`,
-		t.Hash, familyID, dbTime(t.IssuedAt, now), dbTime(t.IdleExpiresAt, now))
+		t.Hash, familyID, database.Timestamp(t.IssuedAt, now), database.Timestamp(t.IdleExpiresAt, now))
 	return err
 }
 
@@ -375,40 +364,4 @@ func storeError(op string, err error) error {
 	default:
 		return fmt.Errorf("refresh store: %s: %w", op, err)
 	}
-}
-
-// encodeRoles stores roles as a JSON array, as the user store does.
-func encodeRoles(roles []string) (string, error) {
-	if roles == nil {
-		roles = []string{}
-	}
-	b, err := json.Marshal(roles)
-	if err != nil {
-		return "", fmt.Errorf("encode roles: %w", err)
-	}
-	return string(b), nil
-}
-
-// dbTime is t in UTC at the microsecond precision PostgreSQL keeps, so
-// both databases return exactly what was written; zero t means now.
-func dbTime(t, now time.Time) time.Time {
-	if t.IsZero() {
-		t = now
-	}
-	return t.UTC().Truncate(time.Microsecond)
-}
-
-// nullTime stores a zero t as NULL.
-func nullTime(t time.Time) sql.NullTime {
-	if t.IsZero() {
-		return sql.NullTime{}
-	}
-	return sql.NullTime{Time: t.UTC().Truncate(time.Microsecond), Valid: true}
-}
-
-func fromNull(t sql.NullTime) time.Time {
-	if !t.Valid {
-		return time.Time{}
-	}
-	return t.Time.UTC()
 }

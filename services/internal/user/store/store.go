@@ -6,10 +6,8 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
@@ -21,13 +19,7 @@ var embedded embed.FS
 
 // Migrations is the schema, a goose SQL file per version in sqlite/ and
 // postgres/; pass it to database.Open.
-var Migrations = func() fs.FS {
-	sub, err := fs.Sub(embedded, "migrations")
-	if err != nil {
-		panic(err) // only if the embed directive above is changed
-	}
-	return sub
-}()
+var Migrations = database.MigrationsDir(embedded)
 
 // Store is a user.Store on a database opened with Migrations.
 type Store struct {
@@ -50,14 +42,14 @@ func (s *Store) Create(ctx context.Context, u user.User) error {
 		return errors.New("user store: create: empty id")
 	}
 	now := time.Now()
-	roles, err := encodeRoles(u.Roles)
+	roles, err := database.EncodeStrings(u.Roles)
 	if err != nil {
 		return fmt.Errorf("user store: create: %w", err)
 	}
 	_, err = s.db.SQL().ExecContext(ctx,
 		`INSERT INTO users (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		u.ID, u.Email, u.DisplayName, roles, u.PasswordHash,
-		dbTime(u.CreateTime, now), dbTime(u.UpdateTime, now))
+		database.Timestamp(u.CreateTime, now), database.Timestamp(u.UpdateTime, now))
 	if err != nil {
 		return storeError("create", err)
 	}
@@ -116,13 +108,13 @@ func (s *Store) List(ctx context.Context, afterID string, limit int) ([]user.Use
 // time of the user with u.ID; a zero u.UpdateTime means now. ErrNotFound if
 // there is no such user, ErrEmailTaken if the new email belongs to another.
 func (s *Store) Update(ctx context.Context, u user.User) error {
-	roles, err := encodeRoles(u.Roles)
+	roles, err := database.EncodeStrings(u.Roles)
 	if err != nil {
 		return fmt.Errorf("user store: update: %w", err)
 	}
 	res, err := s.db.SQL().ExecContext(ctx,
 		`UPDATE users SET email = $2, display_name = $3, roles = $4, password_hash = $5, update_time = $6 WHERE id = $1`,
-		u.ID, u.Email, u.DisplayName, roles, u.PasswordHash, dbTime(u.UpdateTime, time.Now()))
+		u.ID, u.Email, u.DisplayName, roles, u.PasswordHash, database.Timestamp(u.UpdateTime, time.Now()))
 	if err != nil {
 		return storeError("update", err)
 	}
@@ -189,35 +181,10 @@ func scanUser(row scanner) (user.User, error) {
 	if err != nil {
 		return user.User{}, err
 	}
-	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
-		return user.User{}, fmt.Errorf("decode roles of user %s: %w", u.ID, err)
-	}
-	if len(u.Roles) == 0 {
-		u.Roles = nil
+	if u.Roles, err = database.DecodeStrings(roles); err != nil {
+		return user.User{}, fmt.Errorf("roles of user %s: %w", u.ID, err)
 	}
 	u.CreateTime = u.CreateTime.UTC()
 	u.UpdateTime = u.UpdateTime.UTC()
 	return u, nil
-}
-
-// encodeRoles stores roles as a JSON array: one column that both databases
-// can read and check, where a separate table would cost a join per read.
-func encodeRoles(roles []string) (string, error) {
-	if roles == nil {
-		roles = []string{}
-	}
-	b, err := json.Marshal(roles)
-	if err != nil {
-		return "", fmt.Errorf("encode roles: %w", err)
-	}
-	return string(b), nil
-}
-
-// dbTime is t in UTC at the microsecond precision PostgreSQL keeps, so
-// both databases return exactly what was written; zero t means now.
-func dbTime(t, now time.Time) time.Time {
-	if t.IsZero() {
-		t = now
-	}
-	return t.UTC().Truncate(time.Microsecond)
 }
