@@ -59,6 +59,16 @@ vet: ## go vet ./...
 lint: $(BIN)/golangci-lint ## golangci-lint (pinned v2)
 	golangci-lint run ./...
 
+##@ Performance
+
+.PHONY: bench
+bench: ## Side-by-side benchmark: bare grpc-go vs Gatehouse (QPS, p50/p99, CPU/call, RSS); writes bench-results/
+	go run ./hack/bench $(BENCH_FLAGS)
+
+.PHONY: bench-go
+bench-go: ## Go micro-benchmarks of the hot paths (token verify, interceptor, stores)
+	go test -run '^$$' -bench . -benchmem ./services/...
+
 ##@ Contracts
 
 .PHONY: proto

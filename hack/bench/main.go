@@ -1,0 +1,702 @@
+// Command bench is `make bench`: it measures, side by side in one run on
+// this machine, a bare grpc-go server (hack/bench/baseline) and the
+// Gatehouse services with production settings (auth on, verified-token
+// cache on or off, metrics on, tracing on at a 10% parent-based sample
+// exported over OTLP to a local sink, SQLite), driving each with the same
+// Go load generator, and prints one table of absolute figures and ratios to
+// the baseline. Servers run pinned to one CPU and the load generator to the
+// other when the machine has two or more.
+//
+//	go run ./hack/bench [-duration 10s] [-warmup 2s] [-concurrency 16] [-conns 4] [-out bench-results]
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+
+	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+)
+
+type options struct {
+	duration, warmup time.Duration
+	concurrency      int
+	conns            int
+	loginConcurrency int
+	out              string
+	scenarios        string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "discarded warm-up per scenario")
+	flag.IntVar(&o.concurrency, "concurrency", 16, "calls in flight")
+	flag.IntVar(&o.conns, "conns", 4, "gRPC connections the calls share")
+	flag.IntVar(&o.loginConcurrency, "login-concurrency", 50, "calls in flight for Login (argon2id memory test)")
+	flag.StringVar(&o.out, "out", "bench-results", "directory for latest.json and latest.md")
+	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated subset of scenarios (default all)")
+	flag.Parse()
+	if err := run(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// Result is one scenario's figures.
+type Result struct {
+	Scenario    string  `json:"scenario"`
+	Calls       int64   `json:"calls"`
+	Errors      int64   `json:"errors"`
+	QPS         float64 `json:"qps"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	CPUPerCall  float64 `json:"server_cpu_us_per_call"`
+	PeakRSSMiB  float64 `json:"peak_rss_mib"`
+	Concurrency int     `json:"concurrency"`
+	Note        string  `json:"note,omitempty"`
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Date      string             `json:"date"`
+	Machine   string             `json:"machine"`
+	GoVersion string             `json:"go_version"`
+	Pinned    bool               `json:"pinned"`
+	Results   []Result           `json:"results"`
+	Startup   map[string]float64 `json:"start_to_serving_ms"`
+	IdleRSS   map[string]float64 `json:"idle_rss_mib"`
+	Binaries  map[string]float64 `json:"binary_mib"`
+	Images    map[string]string  `json:"image_mib"`
+	Spans     int64              `json:"spans_exported"`
+}
+
+func run(ctx context.Context, o options) error {
+	work, err := os.MkdirTemp("", "gatehouse-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	rep := Report{
+		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), GoVersion: runtime.Version(),
+		Startup: map[string]float64{}, IdleRSS: map[string]float64{}, Binaries: map[string]float64{}, Images: map[string]string{},
+	}
+
+	step("building binaries with production flags")
+	bins := filepath.Join(work, "bin")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bins+"/",
+		"./services/user", "./services/auth", "./hack/bench/baseline")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("build: %v\n%s", err, out)
+	}
+	for _, b := range []string{"user", "auth", "baseline"} {
+		if fi, err := os.Stat(filepath.Join(bins, b)); err == nil {
+			rep.Binaries[b] = mib(fi.Size())
+		}
+	}
+	rep.Images = imageSizes()
+
+	// Servers on the last CPU, this process on the others, when possible.
+	serverCPU := ""
+	if runtime.NumCPU() >= 2 {
+		serverCPU = strconv.Itoa(runtime.NumCPU() - 1)
+		var set unix.CPUSet
+		for i := 0; i < runtime.NumCPU()-1; i++ {
+			set.Set(i)
+		}
+		rep.Pinned = unix.SchedSetaffinity(0, &set) == nil
+	}
+
+	sink, spans, stopSink, err := otlpSink()
+	if err != nil {
+		return err
+	}
+	defer stopSink()
+
+	keys := filepath.Join(work, "keys")
+	if err := writeKey(keys, "bench"); err != nil {
+		return err
+	}
+	otel := []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + sink, "OTEL_EXPORTER_OTLP_INSECURE=true",
+		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1",
+	}
+	common := append([]string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s"}, otel...)
+	ports := freePorts(10)
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+
+	procs := map[string]*proc{}
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	start := func(name, bin string, args []string, env []string, grpcAddr string) error {
+		step("starting " + name)
+		p, err := startProc(filepath.Join(bins, bin), args, env, serverCPU, filepath.Join(work, name+".log"))
+		if err != nil {
+			return err
+		}
+		procs[name] = p
+		took, err := waitServing(grpcAddr, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w (log %s)", name, err, p.logPath)
+		}
+		rep.Startup[name] = ms(took)
+		time.Sleep(500 * time.Millisecond)
+		rep.IdleRSS[name] = rssMiB(p.cmd.Process.Pid)
+		return nil
+	}
+	if err := start("baseline", "baseline", []string{addr(0)}, nil, addr(0)); err != nil {
+		return err
+	}
+	if err := start("auth", "auth", nil, append(common,
+		"GRPC_ADDR="+addr(1), "HTTP_ADDR="+addr(2), "DATABASE_URL=sqlite://"+filepath.Join(work, "auth.db"),
+		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+addr(3),
+		"LOGIN_RATE_PER_EMAIL=0", "LOGIN_RATE_PER_ADDR=0"), addr(1)); err != nil {
+		return err
+	}
+	userEnv := func(grpc, http int, cache string) []string {
+		return append(append([]string{}, common...),
+			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL=sqlite://"+filepath.Join(work, "user.db"),
+			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json", "TOKEN_CACHE_SIZE="+cache,
+			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password")
+	}
+	if err := start("user", "user", nil, userEnv(3, 4, "10000"), addr(3)); err != nil {
+		return err
+	}
+	if err := start("user-nocache", "user", nil, userEnv(5, 6, "0"), addr(5)); err != nil {
+		return err
+	}
+
+	c, err := newClients(o.conns, addr(0), addr(1), addr(3), addr(5))
+	if err != nil {
+		return err
+	}
+	defer c.close()
+
+	step("seeding users and tokens")
+	login, err := c.auth[0].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench admin password"})
+	if err != nil {
+		return fmt.Errorf("admin login: %w", err)
+	}
+	adminCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login.GetAccessToken())
+	valid, err := c.auth[0].ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: login.GetAccessToken()})
+	if err != nil {
+		return err
+	}
+	adminID := valid.GetSubject()
+	if err := seedUsers(ctx, c.user[0], 60); err != nil {
+		return err
+	}
+
+	type scen struct {
+		name   string
+		pids   []string
+		conc   int
+		note   string
+		call   func(ctx context.Context, worker int, conn int) error
+		before func(workers int) error
+	}
+	refresh := make([]string, max(o.concurrency, o.loginConcurrency))
+	scenarios := []scen{
+		{name: "baseline GetUser (bare grpc-go)", pids: []string{"baseline"}, call: func(ctx context.Context, _, i int) error {
+			_, err := c.baseline[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			return err
+		}},
+		{name: "GetUser, token cache on", pids: []string{"user"}, call: func(ctx context.Context, _, i int) error {
+			_, err := c.user[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			return err
+		}},
+		{name: "GetUser, token cache off", pids: []string{"user-nocache"}, call: func(ctx context.Context, _, i int) error {
+			_, err := c.userNoCache[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			return err
+		}},
+		{name: "ListUsers, page of 50", pids: []string{"user"}, call: func(ctx context.Context, _, i int) error {
+			r, err := c.user[i].ListUsers(adminCtx, &userv1.ListUsersRequest{PageSize: 50})
+			if err == nil && len(r.GetUsers()) != 50 {
+				return fmt.Errorf("got %d users", len(r.GetUsers()))
+			}
+			return err
+		}},
+		{name: "ValidateToken", pids: []string{"auth"}, call: func(ctx context.Context, _, i int) error {
+			_, err := c.auth[i].ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: login.GetAccessToken()})
+			return err
+		}},
+		{name: "RefreshToken", pids: []string{"auth"}, before: func(workers int) error {
+			for w := range workers {
+				r, err := c.auth[0].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench admin password"})
+				if err != nil {
+					return err
+				}
+				refresh[w] = r.GetRefreshToken()
+			}
+			return nil
+		}, call: func(ctx context.Context, w, i int) error {
+			r, err := c.auth[i].RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: refresh[w]})
+			if err == nil {
+				refresh[w] = r.GetRefreshToken()
+			}
+			return err
+		}},
+		{name: "Login (argon2id), 1 in flight", pids: []string{"auth", "user"}, conc: 1,
+			note: "CPU and RSS: auth + user; argon2id runs in the User service", call: func(ctx context.Context, _, i int) error {
+				_, err := c.auth[i].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench admin password"})
+				return err
+			}},
+		{name: "Login (argon2id), concurrent", pids: []string{"auth", "user"}, conc: o.loginConcurrency,
+			note: "CPU and RSS: auth + user; argon2id runs in the User service", call: func(ctx context.Context, _, i int) error {
+				_, err := c.auth[i].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench admin password"})
+				return err
+			}},
+	}
+	for _, s := range scenarios {
+		if o.scenarios != "" && !slices.Contains(strings.Split(o.scenarios, ","), s.name) {
+			continue
+		}
+		conc := o.concurrency
+		if s.conc > 0 {
+			conc = s.conc
+		}
+		step(fmt.Sprintf("scenario %q: %d in flight, %s warm-up, %s measured", s.name, conc, o.warmup, o.duration))
+		if s.before != nil {
+			if err := s.before(conc); err != nil {
+				return fmt.Errorf("%s: setup: %w", s.name, err)
+			}
+		}
+		var pids []int
+		for _, n := range s.pids {
+			pids = append(pids, procs[n].cmd.Process.Pid)
+		}
+		r := drive(ctx, conc, o.conns, o.warmup, o.duration, pids, s.call)
+		r.Scenario, r.Note = s.name, s.note
+		rep.Results = append(rep.Results, r)
+		fmt.Printf("  %.0f calls/s, p50 %.2f ms, p99 %.2f ms, %.0f µs CPU/call, peak RSS %.1f MiB, %d errors\n",
+			r.QPS, r.P50ms, r.P99ms, r.CPUPerCall, r.PeakRSSMiB, r.Errors)
+	}
+	rep.Spans = spans.Load()
+
+	md := markdown(rep)
+	fmt.Println()
+	fmt.Print(md)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "latest.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(o.out, "latest.md"), []byte(md), 0o644)
+}
+
+// drive runs calls from conc workers for warmup (discarded) then dur, and
+// measures throughput, latency and the servers' CPU time and peak RSS.
+func drive(ctx context.Context, conc, conns int, warmup, dur time.Duration, pids []int, call func(context.Context, int, int) error) Result {
+	var measuring atomic.Bool
+	var calls, errs atomic.Int64
+	lat := make([][]time.Duration, conc)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for w := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				t0 := time.Now()
+				err := call(cctx, w, w%conns)
+				d := time.Since(t0)
+				cancel()
+				if !measuring.Load() {
+					continue
+				}
+				calls.Add(1)
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				lat[w] = append(lat[w], d)
+			}
+		}()
+	}
+	time.Sleep(warmup)
+	for _, pid := range pids {
+		resetPeakRSS(pid)
+	}
+	cpu0 := cpuSeconds(pids)
+	t0 := time.Now()
+	measuring.Store(true)
+	time.Sleep(dur)
+	measuring.Store(false)
+	elapsed := time.Since(t0)
+	cpu1 := cpuSeconds(pids)
+	close(stop)
+	wg.Wait()
+
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	r := Result{Calls: calls.Load(), Errors: errs.Load(), Concurrency: conc}
+	r.QPS = float64(r.Calls) / elapsed.Seconds()
+	if len(all) > 0 {
+		r.P50ms = ms(all[len(all)*50/100])
+		r.P99ms = ms(all[min(len(all)-1, len(all)*99/100)])
+	}
+	if r.Calls > 0 {
+		r.CPUPerCall = (cpu1 - cpu0) / float64(r.Calls) * 1e6
+	}
+	for _, pid := range pids {
+		r.PeakRSSMiB += peakRSSMiB(pid)
+	}
+	if e, ok := firstErr.Load().(string); ok {
+		fmt.Println("  first error:", e)
+	}
+	return r
+}
+
+func markdown(rep Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s, %s, %s. Servers pinned apart from the load generator: %v. Spans exported to the OTLP sink: %d.\n\n",
+		rep.Machine, rep.GoVersion, rep.Date, rep.Pinned, rep.Spans)
+	b.WriteString("| Scenario | In flight | QPS | × base | p50 ms | p99 ms | p99 × base | CPU µs/call | × base | Peak RSS MiB | Errors |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var base Result
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Scenario, "baseline") {
+			base = r
+		}
+	}
+	ratio := func(a, b float64) string {
+		if b == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	for _, r := range rep.Results {
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %.2f | %.2f | %s | %.0f | %s | %.1f | %d |\n",
+			r.Scenario, r.Concurrency, r.QPS, ratio(r.QPS, base.QPS), r.P50ms, r.P99ms, ratio(r.P99ms, base.P99ms),
+			r.CPUPerCall, ratio(r.CPUPerCall, base.CPUPerCall), r.PeakRSSMiB, r.Errors)
+	}
+	b.WriteString("\n| Process | Start → SERVING ms | Idle RSS MiB | Binary MiB | Image MiB |\n|---|---:|---:|---:|---:|\n")
+	for _, n := range []string{"baseline", "user", "auth"} {
+		img := rep.Images[n]
+		if img == "" {
+			img = "–"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.1f | %s |\n", n, rep.Startup[n], rep.IdleRSS[n], rep.Binaries[n], img)
+	}
+	for _, r := range rep.Results {
+		if r.Note != "" {
+			fmt.Fprintf(&b, "\n%s: %s.", r.Scenario, r.Note)
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+type clients struct {
+	conns                       []*grpc.ClientConn
+	baseline, user, userNoCache []userv1.UserServiceClient
+	auth                        []authv1.AuthServiceClient
+}
+
+func newClients(n int, baseline, auth, user, userNoCache string) (*clients, error) {
+	c := &clients{}
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err == nil {
+			c.conns = append(c.conns, conn)
+		}
+		return conn, err
+	}
+	for range n {
+		for _, t := range []struct {
+			addr string
+			add  func(*grpc.ClientConn)
+		}{
+			{baseline, func(cc *grpc.ClientConn) { c.baseline = append(c.baseline, userv1.NewUserServiceClient(cc)) }},
+			{user, func(cc *grpc.ClientConn) { c.user = append(c.user, userv1.NewUserServiceClient(cc)) }},
+			{userNoCache, func(cc *grpc.ClientConn) { c.userNoCache = append(c.userNoCache, userv1.NewUserServiceClient(cc)) }},
+			{auth, func(cc *grpc.ClientConn) { c.auth = append(c.auth, authv1.NewAuthServiceClient(cc)) }},
+		} {
+			cc, err := dial(t.addr)
+			if err != nil {
+				c.close()
+				return nil, err
+			}
+			t.add(cc)
+		}
+	}
+	return c, nil
+}
+
+func (c *clients) close() {
+	for _, cc := range c.conns {
+		_ = cc.Close()
+	}
+}
+
+func seedUsers(ctx context.Context, client userv1.UserServiceClient, n int) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := client.CreateUser(ctx, &userv1.CreateUserRequest{Email: fmt.Sprintf("bench%03d@example.com", i), Password: "bench password"})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return fmt.Errorf("seeding users: %w", err)
+		}
+	}
+	return nil
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+}
+
+func startProc(bin string, args, env []string, cpu, logPath string) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	name, argv := bin, args
+	if cpu != "" {
+		name, argv = "taskset", append([]string{"-c", cpu, bin}, args...)
+	}
+	cmd := exec.Command(name, argv...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, err
+	}
+	p := &proc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(unix.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+// waitServing polls grpc.health.v1 every 2ms and returns the time from the
+// process start to the first SERVING answer.
+func waitServing(addr string, p *proc) (time.Duration, error) {
+	start := time.Now()
+	// grpc-go's default reconnect backoff starts at 1s, which would be
+	// measured instead of the server; retry connecting every few ms.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1, MaxDelay: 2 * time.Millisecond},
+			MinConnectTimeout: 100 * time.Millisecond,
+		}))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	h := healthpb.NewHealthClient(conn)
+	for time.Since(start) < 20*time.Second {
+		select {
+		case <-p.done:
+			return 0, errors.New("exited before SERVING")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return time.Since(start), nil
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, errors.New("not SERVING within 20s")
+}
+
+// otlpSink is a local OTLP/gRPC trace receiver that counts and drops spans,
+// so tracing costs what it costs in production without a collector.
+type traceSink struct {
+	collectortrace.UnimplementedTraceServiceServer
+	spans *atomic.Int64
+}
+
+func (s traceSink) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			s.spans.Add(int64(len(ss.GetSpans())))
+		}
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func otlpSink() (string, *atomic.Int64, func(), error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var n atomic.Int64
+	s := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(s, traceSink{spans: &n})
+	go func() { _ = s.Serve(l) }()
+	return l.Addr().String(), &n, s.Stop, nil
+}
+
+func writeKey(dir, kid string) error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, kid+".pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+func freePorts(n int) []int {
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			panic(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return ports
+}
+
+// cpuSeconds sums user+system CPU time of the processes (and, through
+// taskset's exec, the servers themselves).
+func cpuSeconds(pids []int) float64 {
+	var total float64
+	tick := 100.0 // USER_HZ on Linux
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) > 12 {
+			u, _ := strconv.ParseFloat(fields[11], 64)
+			st, _ := strconv.ParseFloat(fields[12], 64)
+			total += (u + st) / tick
+		}
+	}
+	return total
+}
+
+func statusField(pid int, field string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func rssMiB(pid int) float64     { return statusField(pid, "VmRSS") }
+func peakRSSMiB(pid int) float64 { return statusField(pid, "VmHWM") }
+
+// resetPeakRSS restarts VmHWM counting (Linux: clear_refs 5).
+func resetPeakRSS(pid int) {
+	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o600)
+}
+
+func imageSizes() map[string]string {
+	out := map[string]string{}
+	for _, svc := range []string{"user", "auth"} {
+		b, err := exec.Command("docker", "image", "ls", "--format", "{{.Size}}", "ghcr.io/gatehouse-dev/gatehouse-"+svc).Output()
+		if err == nil {
+			if lines := strings.Fields(string(b)); len(lines) > 0 {
+				out[svc] = lines[0]
+			}
+		}
+	}
+	return out
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, %s/%s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
+}
+
+func step(s string) { fmt.Printf("bench: %s (%s)\n", s, time.Now().Format("15:04:05")) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func mib(n int64) float64        { return float64(n) / (1 << 20) }

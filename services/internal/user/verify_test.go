@@ -1,0 +1,92 @@
+package user_test
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
+)
+
+// recordingHasher is the real hasher, noting which hash each Verify got.
+type recordingHasher struct {
+	user.PasswordHasher
+	mu     sync.Mutex
+	hashes []string
+}
+
+func (r *recordingHasher) Verify(ctx context.Context, pw, hash string) (bool, error) {
+	r.mu.Lock()
+	r.hashes = append(r.hashes, hash)
+	r.mu.Unlock()
+	return r.PasswordHasher.Verify(ctx, pw, hash)
+}
+
+// TestVerifyPasswordSpendsAHashOnUnknownEmails: an unknown email goes
+// through exactly one full argon2id check (against the dummy hash, which
+// the password package proves costs as much as a real one), like a wrong
+// password does, and both get the same status. So neither the answer nor
+// the work done tells whether an account exists. Deterministic, unlike a
+// stopwatch on a busy CI machine.
+func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "u.db"), store.Migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hasher, err := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &recordingHasher{PasswordHasher: hasher}
+	svc := user.NewService(store.New(db), h, user.Options{AllowSignup: true})
+	created, err := svc.CreateUser(ctx, &userv1.CreateUserRequest{Email: "known@example.com", Password: "right password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asService := authn.ContextWithClaims(ctx, &authn.Claims{Subject: "service:auth", Roles: []string{user.RoleService}})
+
+	tests := []struct {
+		name, email, pw string
+		code            codes.Code
+		wantHash        func(string) bool
+	}{
+		{"right password", "known@example.com", "right password", codes.OK, func(h string) bool { return h != "" }},
+		{"wrong password", "known@example.com", "wrong password", codes.Unauthenticated, func(h string) bool { return h != "" }},
+		{"unknown email", "nobody@example.com", "wrong password", codes.Unauthenticated, func(h string) bool { return h == "" }},
+	}
+	var msgs []string
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.mu.Lock()
+			h.hashes = nil
+			h.mu.Unlock()
+			resp, err := svc.VerifyPassword(asService, &userv1.VerifyPasswordRequest{Email: tt.email, Password: tt.pw})
+			if status.Code(err) != tt.code {
+				t.Fatalf("code = %v (%v), want %v", status.Code(err), err, tt.code)
+			}
+			if tt.code == codes.OK && resp.GetUser().GetId() != created.GetUser().GetId() {
+				t.Errorf("verified user = %v", resp.GetUser())
+			}
+			if err != nil {
+				msgs = append(msgs, status.Convert(err).Message())
+			}
+			if len(h.hashes) != 1 || !tt.wantHash(h.hashes[0]) {
+				t.Errorf("hash checks = %q, want exactly one of the expected kind", h.hashes)
+			}
+		})
+	}
+	if len(msgs) != 2 || msgs[0] != msgs[1] {
+		t.Errorf("failure messages differ: %q", msgs)
+	}
+}
