@@ -20,7 +20,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +53,7 @@ type options struct {
 	loginConcurrency int
 	out              string
 	scenarios        string
+	profile          string
 }
 
 func main() {
@@ -62,6 +65,7 @@ func main() {
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 50, "calls in flight for Login (argon2id memory test)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for latest.json and latest.md")
 	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated subset of scenarios (default all)")
+	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of the measured server(s) per scenario (go tool pprof)")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -114,7 +118,7 @@ func run(ctx context.Context, o options) error {
 		"./services/user", "./services/auth", "./hack/bench/baseline")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v\n%s", err, out)
+		return fmt.Errorf("build: %w\n%s", err, out)
 	}
 	for _, b := range []string{"user", "auth", "baseline"} {
 		if fi, err := os.Stat(filepath.Join(bins, b)); err == nil {
@@ -148,7 +152,7 @@ func run(ctx context.Context, o options) error {
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + sink, "OTEL_EXPORTER_OTLP_INSECURE=true",
 		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1",
 	}
-	common := append([]string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s"}, otel...)
+	common := append([]string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s", "PPROF_ENABLED=" + strconv.FormatBool(o.profile != "")}, otel...)
 	ports := freePorts(10)
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 
@@ -158,12 +162,13 @@ func run(ctx context.Context, o options) error {
 			p.stop()
 		}
 	}()
-	start := func(name, bin string, args []string, env []string, grpcAddr string) error {
+	start := func(name, bin string, args []string, env []string, grpcAddr, httpAddr string) error {
 		step("starting " + name)
 		p, err := startProc(filepath.Join(bins, bin), args, env, serverCPU, filepath.Join(work, name+".log"))
 		if err != nil {
 			return err
 		}
+		p.httpAddr = httpAddr
 		procs[name] = p
 		took, err := waitServing(grpcAddr, p)
 		if err != nil {
@@ -174,13 +179,13 @@ func run(ctx context.Context, o options) error {
 		rep.IdleRSS[name] = rssMiB(p.cmd.Process.Pid)
 		return nil
 	}
-	if err := start("baseline", "baseline", []string{addr(0)}, nil, addr(0)); err != nil {
+	if err := start("baseline", "baseline", []string{addr(0)}, nil, addr(0), ""); err != nil {
 		return err
 	}
 	if err := start("auth", "auth", nil, append(common,
 		"GRPC_ADDR="+addr(1), "HTTP_ADDR="+addr(2), "DATABASE_URL=sqlite://"+filepath.Join(work, "auth.db"),
 		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+addr(3),
-		"LOGIN_RATE_PER_EMAIL=0", "LOGIN_RATE_PER_ADDR=0"), addr(1)); err != nil {
+		"LOGIN_RATE_PER_EMAIL=0", "LOGIN_RATE_PER_ADDR=0"), addr(1), addr(2)); err != nil {
 		return err
 	}
 	userEnv := func(grpc, http int, cache string) []string {
@@ -189,10 +194,10 @@ func run(ctx context.Context, o options) error {
 			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json", "TOKEN_CACHE_SIZE="+cache,
 			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password")
 	}
-	if err := start("user", "user", nil, userEnv(3, 4, "10000"), addr(3)); err != nil {
+	if err := start("user", "user", nil, userEnv(3, 4, "10000"), addr(3), addr(4)); err != nil {
 		return err
 	}
-	if err := start("user-nocache", "user", nil, userEnv(5, 6, "0"), addr(5)); err != nil {
+	if err := start("user-nocache", "user", nil, userEnv(5, 6, "0"), addr(5), addr(6)); err != nil {
 		return err
 	}
 
@@ -292,10 +297,24 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 		var pids []int
+		var profiles sync.WaitGroup
 		for _, n := range s.pids {
 			pids = append(pids, procs[n].cmd.Process.Pid)
+			if o.profile != "" && procs[n].httpAddr != "" {
+				profiles.Add(1)
+				go func() {
+					defer profiles.Done()
+					// Starts after the warm-up, covers the measured window.
+					time.Sleep(o.warmup)
+					name := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(s.name) + "." + n + ".pprof"
+					if err := fetchProfile(procs[n].httpAddr, o.duration, filepath.Join(o.profile, name)); err != nil {
+						fmt.Println("  profile:", err)
+					}
+				}()
+			}
 		}
 		r := drive(ctx, conc, o.conns, o.warmup, o.duration, pids, s.call)
+		profiles.Wait()
 		r.Scenario, r.Note = s.name, s.note
 		rep.Results = append(rep.Results, r)
 		fmt.Printf("  %.0f calls/s, p50 %.2f ms, p99 %.2f ms, %.0f µs CPU/call, peak RSS %.1f MiB, %d errors\n",
@@ -497,9 +516,10 @@ func seedUsers(ctx context.Context, client userv1.UserServiceClient, n int) erro
 }
 
 type proc struct {
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
+	cmd      *exec.Cmd
+	logPath  string
+	httpAddr string // "" for the baseline
+	done     chan struct{}
 }
 
 func startProc(bin string, args, env []string, cpu, logPath string) (*proc, error) {
@@ -591,6 +611,31 @@ func otlpSink() (string, *atomic.Int64, func(), error) {
 	collectortrace.RegisterTraceServiceServer(s, traceSink{spans: &n})
 	go func() { _ = s.Serve(l) }()
 	return l.Addr().String(), &n, s.Stop, nil
+}
+
+// fetchProfile saves a CPU profile of the server at httpAddr taken over d.
+func fetchProfile(httpAddr string, d time.Duration, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, max(1, int(d.Seconds())))
+	resp, err := http.Get(url) //nolint:noctx // bounded by the profile length
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func writeKey(dir, kid string) error {

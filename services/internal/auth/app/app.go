@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -142,6 +143,9 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	}, a.Issuer, verifier, auth.NewGRPCUserVerifier(userConn), store.New(a.db))
 	authv1.RegisterAuthServiceServer(a.Server.GRPC, a.Service)
 	a.Server.HTTP.Handle("GET "+auth.JWKSPath, auth.JWKSHandler(a.Keys))
+	// Return what start-up used once (migrations, key parsing) to the OS
+	// now rather than at the scavenger's pace.
+	debug.FreeOSMemory()
 	return a, nil
 }
 

@@ -18,6 +18,9 @@ type Config struct {
 	GRPCAddr   string `env:"GRPC_ADDR"`
 	HTTPAddr   string `env:"HTTP_ADDR"`
 	Reflection bool   `env:"GRPC_REFLECTION" envDefault:"true"`
+	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP port.
+	// Off by default: profiles reveal internals and cost CPU when taken.
+	Pprof bool `env:"PPROF_ENABLED" envDefault:"false"`
 
 	// DrainDelay is how long the server keeps serving after reporting
 	// NOT_SERVING, so endpoints leave the Service before connections close.

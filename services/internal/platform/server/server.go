@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -145,6 +146,13 @@ func New(cfg Config, o Options) *Server {
 		reflection.Register(s.GRPC)
 	}
 	s.HTTP.Handle("GET /metrics", o.Metrics.Handler())
+	if cfg.Pprof {
+		s.HTTP.HandleFunc("/debug/pprof/", pprof.Index)
+		s.HTTP.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.HTTP.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.HTTP.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.HTTP.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	return s
 }
 
