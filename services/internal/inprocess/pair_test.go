@@ -33,7 +33,10 @@ import (
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
 	authapp "github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	userapp "github.com/gatehouse-dev/gatehouse/services/internal/user/app"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
@@ -55,6 +58,7 @@ type pair struct {
 	auth     authv1.AuthServiceClient
 	spans    *tracetest.InMemoryExporter
 	authApp  *authapp.App
+	authConn *grpc.ClientConn
 	userAddr string
 	logs     *syncBuffer // both services' logs, at debug level
 }
@@ -152,6 +156,7 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 	userConn := dial(t, p.userAddr)
 	authConn := dial(t, authGRPC.Addr().String())
 	p.users, p.auth = userv1.NewUserServiceClient(userConn), authv1.NewAuthServiceClient(authConn)
+	p.authConn = authConn
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
@@ -362,6 +367,17 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 	}
 	t.Fatalf("no series %s{%s=%q}", name, label, value)
 	return 0
+}
+
+// TestAuthServiceInterceptorInstalled walks every method the Auth service
+// registers: all of them are public by design (credentials travel in the
+// request), but each must still refuse a malformed bearer token, which
+// shows the fail-closed interceptor is in the chain for any method added
+// later.
+func TestAuthServiceInterceptorInstalled(t *testing.T) {
+	p := startPair(t)
+	public := append(auth.PublicMethods(), authn.PublicInfrastructureServices()...)
+	authntest.CheckAllMethodsProtected(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), public...)
 }
 
 func TestLoginFailures(t *testing.T) {
