@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -52,7 +53,7 @@ type options struct {
 	conns            int
 	loginConcurrency int
 	out              string
-	scenarios        string
+	scenarios        *regexp.Regexp
 	profile          string
 }
 
@@ -64,7 +65,10 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections the calls share")
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 50, "calls in flight for Login (argon2id memory test)")
 	flag.StringVar(&o.out, "out", "bench-results", "directory for latest.json and latest.md")
-	flag.StringVar(&o.scenarios, "scenarios", "", "comma-separated subset of scenarios (default all)")
+	flag.Func("scenarios", "regular expression selecting scenarios by name (default all)", func(v string) (err error) {
+		o.scenarios, err = regexp.Compile(v)
+		return err
+	})
 	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of the measured server(s) per scenario (go tool pprof)")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
@@ -283,7 +287,7 @@ func run(ctx context.Context, o options) error {
 			}},
 	}
 	for _, s := range scenarios {
-		if o.scenarios != "" && !slices.Contains(strings.Split(o.scenarios, ","), s.name) {
+		if o.scenarios != nil && !o.scenarios.MatchString(s.name) {
 			continue
 		}
 		conc := o.concurrency

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 )
 
 // Dialect names the SQL dialect behind a DB.
@@ -42,7 +43,8 @@ func DialectOf(url string) Dialect {
 type DB struct {
 	sql     *sql.DB
 	dialect Dialect
-	url     string // redacted
+	url     string   // redacted
+	stmts   sync.Map // query text → *sql.Stmt, see stmt
 }
 
 // Open connects to url, checks the connection and applies the migrations in
@@ -98,7 +100,48 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the pool. It is safe to call more than once.
 func (db *DB) Close() error {
+	db.stmts.Range(func(_, v any) bool {
+		_ = v.(*sql.Stmt).Close()
+		return true
+	})
 	return db.sql.Close()
+}
+
+// QueryRow is sql.DB.QueryRowContext through a statement prepared once
+// (per pooled connection, as database/sql does) and reused: parsing SQL
+// was a fifth of a GetUser's CPU on SQLite before (make bench -profile).
+func (db *DB) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := db.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return db.sql.QueryRowContext(ctx, query, args...)
+}
+
+// Query is sql.DB.QueryContext through a reused prepared statement.
+func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := db.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return db.sql.QueryContext(ctx, query, args...)
+}
+
+// stmt returns the cached prepared statement for query, preparing it on
+// first use. It returns nil when preparing fails (the database is down,
+// say): the caller then runs the query unprepared and reports that error,
+// and the next call tries to prepare again.
+func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
+	if v, ok := db.stmts.Load(query); ok {
+		return v.(*sql.Stmt)
+	}
+	st, err := db.sql.PrepareContext(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if v, loaded := db.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close() // another caller prepared it first
+		return v.(*sql.Stmt)
+	}
+	return st
 }
 
 // sanitizedError carries a message from which a secret has been removed

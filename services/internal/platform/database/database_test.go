@@ -528,3 +528,52 @@ func FuzzRedactURL(f *testing.F) {
 		}
 	})
 }
+
+// TestPreparedQueries: QueryRow and Query reuse one prepared statement per
+// query text, concurrently, on both dialects, and fail cleanly once the
+// database is closed.
+func TestPreparedQueries(t *testing.T) {
+	dbtest.Each(t, migrations, func(t *testing.T, db *database.DB) {
+		ctx := testContext(t)
+		for i := range 5 {
+			if err := insertWidget(ctx, db, fmt.Sprintf("w%d", i), fmt.Sprintf("name%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 40)
+		for range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var name string
+				errs <- db.QueryRow(ctx, `SELECT name FROM widgets WHERE id = $1`, "w3").Scan(&name)
+				rows, err := db.Query(ctx, `SELECT id FROM widgets WHERE id > $1 ORDER BY id`, "w1")
+				if err != nil {
+					errs <- err
+					return
+				}
+				n := 0
+				for rows.Next() {
+					n++
+				}
+				_ = rows.Close()
+				if n != 3 {
+					errs <- fmt.Errorf("got %d rows, want 3", n)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = db.Close()
+		var name string
+		if err := db.QueryRow(ctx, `SELECT name FROM widgets WHERE id = $1`, "w3").Scan(&name); err == nil {
+			t.Fatal("query on a closed database succeeded")
+		}
+	})
+}

@@ -58,7 +58,7 @@ func (s *Store) Create(ctx context.Context, u user.User) error {
 
 // Get returns the user with id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (user.User, error) {
-	u, err := scanUser(s.db.SQL().QueryRowContext(ctx,
+	u, err := scanUser(s.db.QueryRow(ctx,
 		`SELECT `+columns+` FROM users WHERE id = $1`, id))
 	if err != nil {
 		return user.User{}, storeError("get", err)
@@ -69,7 +69,7 @@ func (s *Store) Get(ctx context.Context, id string) (user.User, error) {
 // GetByEmail returns the user with email, compared case-insensitively, or
 // ErrNotFound.
 func (s *Store) GetByEmail(ctx context.Context, email string) (user.User, error) {
-	u, err := scanUser(s.db.SQL().QueryRowContext(ctx,
+	u, err := scanUser(s.db.QueryRow(ctx,
 		`SELECT `+columns+` FROM users WHERE lower(email) = lower($1)`, email))
 	if err != nil {
 		return user.User{}, storeError("get by email", err)
@@ -84,7 +84,7 @@ func (s *Store) List(ctx context.Context, afterID string, limit int) ([]user.Use
 	if limit <= 0 {
 		return nil, fmt.Errorf("user store: list: limit %d is not positive", limit)
 	}
-	rows, err := s.db.SQL().QueryContext(ctx,
+	rows, err := s.db.Query(ctx,
 		`SELECT `+columns+` FROM users WHERE id > $1 ORDER BY id LIMIT $2`, afterID, limit)
 	if err != nil {
 		return nil, storeError("list", err)
