@@ -542,25 +542,31 @@ func TestPreparedQueries(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		errs := make(chan error, 40)
+		countRows := func(ctx context.Context, db *database.DB, want int) error {
+			rows, err := db.Query(ctx, `SELECT id FROM widgets WHERE id > $1 ORDER BY id`, "w1")
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if n != want {
+				return fmt.Errorf("got %d rows, want %d", n, want)
+			}
+			return nil
+		}
 		for range 20 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				var name string
 				errs <- db.QueryRow(ctx, `SELECT name FROM widgets WHERE id = $1`, "w3").Scan(&name)
-				rows, err := db.Query(ctx, `SELECT id FROM widgets WHERE id > $1 ORDER BY id`, "w1")
-				if err != nil {
-					errs <- err
-					return
-				}
-				n := 0
-				for rows.Next() {
-					n++
-				}
-				_ = rows.Close()
-				if n != 3 {
-					errs <- fmt.Errorf("got %d rows, want 3", n)
-				}
+				errs <- countRows(ctx, db, 3)
 			}()
 		}
 		wg.Wait()
