@@ -10,10 +10,13 @@ export PATH := $(BIN):$(PATH)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo.Version=$(VERSION)
+# grpcnotrace drops grpc-go's golang.org/x/net/trace (and html/template):
+# 3 MB of binary nobody uses, the difference between a 26 and a 23 MB image.
+GO_TAGS := grpcnotrace
 GO_TEST_FLAGS ?=
 FUZZTIME ?= 10s
 
-TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/golangci-lint $(BIN)/grpcurl
+TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/golangci-lint $(BIN)/grpcurl $(BIN)/helm
 
 ##@ Run
 
@@ -26,17 +29,17 @@ walkthrough: $(BIN)/grpcurl ## Run the README's grpcurl walk-through against `ma
 	hack/walkthrough.sh
 
 .PHONY: keys
-keys: ## Add a new Ed25519 signing key to KEYS_DIR (default .data/keys), named by today's date
-	go run ./hack/keygen -dir $(or $(KEYS_DIR),.data/keys)
+keys: ## Add a new Ed25519 signing key to KEYS_DIR (default .data/keys), named KID (default today's date)
+	go run ./hack/keygen -dir $(or $(KEYS_DIR),.data/keys) $(if $(KID),-kid $(KID))
 
 .PHONY: build
 build: ## Build the service binaries into ./bin
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./services/user ./services/auth ./services/healthcheck
+	CGO_ENABLED=0 go build -trimpath -tags $(GO_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN)/ ./services/user ./services/auth
 
 ##@ Test
 
 .PHONY: test
-test: proto-check fmt-check vet lint test-go fuzz-short ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing
+test: proto-check fmt-check vet lint test-go fuzz-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, chart and manifest validation
 
 .PHONY: test-go
 test-go: ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set)
@@ -58,6 +61,34 @@ vet: ## go vet ./...
 .PHONY: lint
 lint: $(BIN)/golangci-lint ## golangci-lint (pinned v2)
 	golangci-lint run ./...
+
+##@ Kubernetes
+
+.PHONY: images
+images: ## Build both container images (AIRGAPPED=1: compile with the local Go, pull nothing)
+	hack/images.sh
+
+.PHONY: chart-lint
+chart-lint: $(BIN)/helm ## helm lint --strict the chart with default values and every charts/gatehouse/ci/*.yaml
+	helm lint --strict charts/gatehouse
+	for f in charts/gatehouse/ci/*.yaml; do helm lint --strict charts/gatehouse -f $$f; done
+
+.PHONY: chart-test
+chart-test: ## promtool check and unit-test the alert rules (promtool: Debian's prometheus package; skipped without it unless GATEHOUSE_REQUIRE_PROMTOOL=1)
+	@if ! command -v promtool >/dev/null; then \
+		if [ "$${GATEHOUSE_REQUIRE_PROMTOOL:-}" = 1 ]; then echo "promtool not found (apt-get install prometheus)"; exit 1; fi; \
+		echo "chart-test: SKIPPED, promtool not found (apt-get install prometheus to run the alert unit tests)"; exit 0; fi
+	promtool check rules charts/gatehouse/files/prometheus-rules.yaml
+	cd charts/gatehouse/files && promtool test rules prometheus-rules.test.yaml
+
+.PHONY: manifests-check
+manifests-check: ## Offline validation of chart, kustomize and skaffold output: strict API types, Pod Security restricted, PromQL, drift
+	cd hack/validate && go vet ./... && go test -count=1 ./...
+
+$(BIN)/helm: hack/validate/go.mod
+	@mkdir -p $(BIN)
+	cd hack/validate && GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm
+	@touch $@
 
 ##@ Performance
 

@@ -9,11 +9,19 @@ import (
 	"os"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/healthprobe"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == healthprobe.Command {
+		if err := healthprobe.Run(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), os.Environ(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "auth:", err)
 		os.Exit(1)

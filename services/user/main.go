@@ -8,12 +8,20 @@ import (
 	"io"
 	"os"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/healthprobe"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/app"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == healthprobe.Command {
+		if err := healthprobe.Run(os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), os.Environ(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "user:", err)
 		os.Exit(1)

@@ -120,6 +120,11 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// The image's HEALTHCHECK runs the binary's own healthcheck subcommand.
+	if out, err := exec.Command(binary, "healthcheck", grpcAddr).CombinedOutput(); err != nil || !strings.Contains(string(out), "SERVING") {
+		t.Errorf("user healthcheck %s: %v, %s", grpcAddr, err, out)
+	}
+
 	// With one hashing slot, 12 sign-ups (argon2id, ~50ms each) queue up
 	// and are still in flight well after the signal.
 	client := userv1.NewUserServiceClient(conn)

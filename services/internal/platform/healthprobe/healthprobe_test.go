@@ -1,4 +1,4 @@
-package main
+package healthprobe
 
 import (
 	"net"
@@ -52,7 +52,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out strings.Builder
-			err := run(tt.args, &out)
+			err := Run(tt.args, &out)
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("run = %v", err)

@@ -1,9 +1,10 @@
-// Command healthcheck asks gRPC servers for their grpc.health.v1 status and
-// exits 0 only if every one answers SERVING. It ships in both images (which
-// have no shell) for Docker HEALTHCHECK and the chart's `helm test` pod:
+// Package healthprobe is the `healthcheck` subcommand of both binaries: it
+// asks gRPC servers for their grpc.health.v1 status and succeeds only if
+// every one answers SERVING. The images have no shell and no other
+// binary, so Docker's HEALTHCHECK and the chart's `helm test` pod run
 //
-//	healthcheck [-service NAME] [-timeout 3s] ADDR [ADDR...]
-package main
+//	/user healthcheck [-service NAME] [-timeout 3s] ADDR [ADDR...]
+package healthprobe
 
 import (
 	"context"
@@ -11,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -19,14 +19,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "healthcheck:", err)
-		os.Exit(1)
-	}
-}
+// Command is the subcommand name the binaries dispatch on.
+const Command = "healthcheck"
 
-func run(args []string, out io.Writer) error {
+// Run checks every address given in args (after the subcommand) and
+// reports each status on out.
+func Run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	service := fs.String("service", "", `health service name ("" is the whole server)`)
 	timeout := fs.Duration("timeout", 3*time.Second, "per-address timeout")

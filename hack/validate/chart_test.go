@@ -1,0 +1,168 @@
+package validate
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// TestChartLint is `helm lint --strict` with the chart's defaults and with
+// each ci/*.yaml: warnings fail too.
+func TestChartLint(t *testing.T) {
+	dir := chartDir(t)
+	for _, c := range valuesCases(t, dir) {
+		t.Run(c.name, func(t *testing.T) {
+			if err := LintChart(dir, c.files); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// monitoringKinds are the prometheus-operator kinds a chart may render.
+func monitoringObjects(objs []Object) []Object {
+	var out []Object
+	for _, o := range objs {
+		if o.GVK.Group == "monitoring.coreos.com" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestChartRender renders the chart the way `helm install --dry-run` does,
+// with the defaults and each ci/*.yaml, on a cluster with and without the
+// prometheus-operator's CRDs, and checks every object: strict typed
+// decoding, Pod Security "restricted" for every pod (helm test hooks too),
+// references, and the services' posture.
+func TestChartRender(t *testing.T) {
+	dir := chartDir(t)
+	type render struct {
+		name               string
+		release, namespace string
+		files              []string
+	}
+	var renders []render
+	for _, c := range valuesCases(t, dir) {
+		renders = append(renders, render{c.name, "gatehouse", "gatehouse", c.files})
+	}
+	// A release not named after the chart, in another namespace: names and
+	// addresses must follow the release, not be hard-coded.
+	renders = append(renders, render{"defaults/release=other", "other", "other-ns", nil})
+
+	sawMonitoring := map[string]bool{}
+	for _, r := range renders {
+		for _, monitoring := range []bool{true, false} {
+			name := r.name + "/without-monitoring-crds"
+			if monitoring {
+				name = r.name + "/with-monitoring-crds"
+			}
+			t.Run(name, func(t *testing.T) {
+				out, err := RenderChart(dir, RenderOptions{ReleaseName: r.release, Namespace: r.namespace, ValuesFiles: r.files, Monitoring: monitoring})
+				if err != nil {
+					t.Fatal(err)
+				}
+				all := out.All()
+				if err := CheckAllRestricted(all); err != nil {
+					t.Error(err)
+				}
+				// A Secret the chart does not render must be one the values
+				// name (existingSecret: ...), i.e. one the operator provides.
+				if err := CheckReferences(all, func(kind, name string) bool {
+					return kind == "Secret" && valuesMention(r.files, name)
+				}); err != nil {
+					t.Error(err)
+				}
+				checkServicePosture(t, out.Manifests, 1)
+				for _, o := range all {
+					if ns := o.Meta().GetNamespace(); ns != "" && ns != r.namespace {
+						t.Errorf("%s is in namespace %q, not the release's %q", o, ns, r.namespace)
+					}
+				}
+				mon := monitoringObjects(all)
+				if !monitoring {
+					for _, o := range mon {
+						if !forcedOn(t, r.files, o.GVK.Kind) {
+							t.Errorf("rendered %s on a cluster without the monitoring.coreos.com CRDs: the install would fail", o)
+						}
+					}
+				}
+				if len(Find(mon, "ServiceMonitor", "")) > 0 {
+					if jobs := strings.Join(scrapedJobs(t, all), ","); jobs != wantJobs {
+						t.Errorf("the ServiceMonitor yields Prometheus jobs %s, files/prometheus-rules.yaml selects %s", jobs, wantJobs)
+					}
+				}
+				for _, o := range mon {
+					sawMonitoring[o.GVK.Kind] = true
+				}
+			})
+		}
+	}
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+		if !sawMonitoring[kind] {
+			t.Errorf("no values case renders a %s even with the CRDs present", kind)
+		}
+	}
+}
+
+// TestChartRejectsBadValues: every file in tests/bad-values/ must fail the
+// install path (values.schema.json, then the templates' own checks). The
+// log says which layer refused it.
+func TestChartRejectsBadValues(t *testing.T) {
+	dir := chartDir(t)
+	files, err := filepath.Glob(filepath.Join(dir, "tests", "bad-values", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		t.Fatalf("no %s: every schema rule deserves a values file it rejects", filepath.Join(dir, "tests", "bad-values", "*.yaml"))
+	}
+	ch, err := LoadChart(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Schema) == 0 {
+		t.Fatalf("the chart has no values.schema.json")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			schemaErr := ValidateValuesFile(ch, f)
+			_, renderErr := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", ValuesFiles: []string{f}, Monitoring: true})
+			switch {
+			case renderErr == nil:
+				b, _ := os.ReadFile(f)
+				t.Errorf("helm install would accept it:\n%s", b)
+			case schemaErr != nil:
+				t.Logf("rejected by values.schema.json: %s", firstLine(schemaErr.Error(), 3))
+			default:
+				t.Logf("passes the schema, rejected by the templates: %s", firstLine(renderErr.Error(), 3))
+			}
+		})
+	}
+}
+
+func firstLine(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, " | ")
+}
+
+// forcedOn reports whether the values files switch a monitoring kind on
+// explicitly (metrics.serviceMonitor.enabled: true instead of auto): then
+// the user asked for it whatever the cluster says.
+func forcedOn(t *testing.T, files []string, kind string) bool {
+	t.Helper()
+	key := map[string]string{"ServiceMonitor": "serviceMonitor", "PrometheusRule": "prometheusRule"}[kind]
+	vals, err := ReadValues(files)
+	if err != nil || key == "" {
+		return false
+	}
+	metrics, _ := vals["metrics"].(map[string]any)
+	m, _ := metrics[key].(map[string]any)
+	return m["enabled"] == true
+}
