@@ -207,6 +207,11 @@ func (a *App) serve(ctx context.Context, serve func(context.Context) error) erro
 }
 
 func (a *App) close() {
+	if a.Server != nil {
+		// Stops the gRPC server's stream workers when New failed after
+		// assembling it or the App was never served; a no-op after Serve.
+		a.Server.GRPC.Stop()
+	}
 	if a.userConn != nil {
 		_ = a.userConn.Close()
 	}

@@ -153,6 +153,11 @@ func (a *App) Run(ctx context.Context) error {
 }
 
 func (a *App) close() {
+	if a.Server != nil {
+		// Stops the gRPC server's stream workers when New failed after
+		// assembling it or the App was never served; a no-op after Serve.
+		a.Server.GRPC.Stop()
+	}
 	if a.tracing != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := a.tracing.Shutdown(ctx); err != nil {
