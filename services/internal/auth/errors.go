@@ -1,12 +1,12 @@
 package auth
 
 import (
-	"context"
 	"errors"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
 // fieldError is a bad request field; errorStatus attaches it as a
@@ -27,11 +27,7 @@ func errorStatus(err error) error {
 	var ferr *fieldError
 	switch {
 	case errors.As(err, &ferr):
-		st := status.New(codes.InvalidArgument, ferr.Error())
-		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ferr.field, Description: ferr.description}}}); derr == nil {
-			st = d
-		}
-		return st.Err()
+		return rpcerr.BadRequest(ferr.Error(), rpcerr.Violation{Field: ferr.field, Description: ferr.description})
 	case errors.Is(err, ErrBadCredentials):
 		return status.Error(codes.Unauthenticated, "invalid email or password")
 	case errors.Is(err, ErrTokenJustRotated):
@@ -44,11 +40,7 @@ func errorStatus(err error) error {
 		return status.Error(codes.ResourceExhausted, "too many login attempts; retry later")
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, "a dependency is unavailable; retry later")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
 	default:
-		return status.Error(codes.Internal, "internal error")
+		return rpcerr.Fallback(err)
 	}
 }

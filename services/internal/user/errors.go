@@ -1,12 +1,12 @@
 package user
 
 import (
-	"context"
 	"errors"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
 // FieldViolation names one bad request field and why.
@@ -51,15 +51,11 @@ func errorStatus(err error) error {
 	var verr *ValidationError
 	switch {
 	case errors.As(err, &verr):
-		st := status.New(codes.InvalidArgument, verr.Error())
-		br := &errdetails.BadRequest{}
+		violations := make([]rpcerr.Violation, 0, len(verr.Violations))
 		for _, v := range verr.Violations {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+			violations = append(violations, rpcerr.Violation{Field: v.Field, Description: v.Description})
 		}
-		if withDetails, derr := st.WithDetails(br); derr == nil {
-			st = withDetails
-		}
-		return st.Err()
+		return rpcerr.BadRequest(verr.Error(), violations...)
 	case errors.Is(err, ErrInvalidPageToken):
 		return badRequest("page_token", "malformed or tampered page token; start again with an empty page_token")
 	case errors.Is(err, ErrNotFound):
@@ -76,15 +72,11 @@ func errorStatus(err error) error {
 		return status.Error(codes.ResourceExhausted, "server busy hashing passwords; retry with backoff")
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, "storage unavailable; retry later")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
 	default:
-		return status.Error(codes.Internal, "internal error")
+		return rpcerr.Fallback(err)
 	}
 }
 
 func badRequest(field, desc string) error {
-	return errorStatus(&ValidationError{Violations: []FieldViolation{{Field: field, Description: desc}}})
+	return rpcerr.BadRequest("invalid "+field+": "+desc, rpcerr.Violation{Field: field, Description: desc})
 }

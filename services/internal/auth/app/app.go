@@ -186,6 +186,20 @@ func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
 	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, gl, hl) })
 }
 
+// Build is server.Builder for this service: configuration from environ,
+// JSON logs to stdout, everything wired. services/auth/main.go passes it
+// to server.RunProcess.
+func Build(ctx context.Context, environ []string, stdout io.Writer) (server.Process, error) {
+	cfg, err := LoadConfig(environ)
+	if err != nil {
+		return nil, err
+	}
+	return New(ctx, cfg, Options{Logger: telemetry.NewLogger(stdout, cfg.LogLevel, ServiceName)})
+}
+
+// ForceStop ends a graceful shutdown at once.
+func (a *App) ForceStop() { a.Server.ForceStop() }
+
 // Run listens on the configured addresses and serves until ctx ends.
 func (a *App) Run(ctx context.Context) error {
 	return a.serve(ctx, a.Server.Run)
