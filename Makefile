@@ -90,6 +90,24 @@ $(BIN)/helm: hack/validate/go.mod
 	cd hack/validate && GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm
 	@touch $@
 
+##@ kind (end to end)
+
+.PHONY: kind-up
+kind-up: ## Create the kind cluster `gatehouse` (AIRGAPPED=1: node and component images built locally, nothing pulled)
+	hack/kind/up.sh
+
+.PHONY: kind-smoke
+kind-smoke: $(BIN)/grpcurl ## Build and load our images, install the chart (restricted namespace), helm test, walk-through (KEEP=1 keeps it)
+	hack/kind/smoke.sh
+
+.PHONY: e2e
+e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests (build tag e2e) against the current kube context (E2E_NAMESPACE, default gatehouse)
+	PATH=$(CURDIR)/.cache/kind/bin:$$PATH go test -tags e2e -count=1 -v ./services/e2e/
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	hack/kind/down.sh
+
 ##@ Performance
 
 .PHONY: bench

@@ -1,0 +1,291 @@
+//go:build e2e
+
+// Package e2e drives a running Gatehouse deployment the way a user does:
+// kubectl port-forward to the Services and the real grpcurl, helm test,
+// and kubectl for pod state. It runs against the current kube context
+// (`make e2e`; hack/kind/up.sh and the chart install come first).
+//
+// Environment: E2E_NAMESPACE (gatehouse), E2E_RELEASE (gatehouse),
+// KUBECTL, HELM, GRPCURL (default: on PATH, then ./bin).
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	namespace = envOr("E2E_NAMESPACE", "gatehouse")
+	release   = envOr("E2E_RELEASE", "gatehouse")
+	kubectl   = tool("KUBECTL", "kubectl")
+	helm      = tool("HELM", "helm")
+	grpcurl   = tool("GRPCURL", "grpcurl")
+	userAddr  string
+	authAddr  string
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// tool finds a binary: $ENV, then PATH, then the repository's bin/.
+func tool(env, name string) string {
+	if v := os.Getenv(env); v != "" {
+		return v
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return filepath.Join("..", "..", "bin", name)
+}
+
+// fullname mirrors the chart's naming: a release named gatehouse* is used
+// as is, anything else gets -gatehouse appended.
+func fullname() string {
+	if strings.HasPrefix(release, "gatehouse") {
+		return release
+	}
+	return release + "-gatehouse"
+}
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var err error
+	if userAddr, err = portForward(ctx, "svc/"+fullname()+"-user", 50051); err == nil {
+		authAddr, err = portForward(ctx, "svc/"+fullname()+"-auth", 50052)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		cancel()
+		os.Exit(1)
+	}
+	code := m.Run()
+	cancel()
+	// Reap the port-forwards before exiting, or they outlive the test
+	// binary holding its output open.
+	for _, c := range forwards {
+		_ = c.Wait()
+	}
+	os.Exit(code)
+}
+
+var forwards []*exec.Cmd
+
+var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
+
+// portForward runs kubectl port-forward to a random local port and returns
+// the local address once kubectl reports it.
+func portForward(ctx context.Context, target string, port int) (string, error) {
+	cmd := exec.CommandContext(ctx, kubectl, "-n", namespace, "port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", port))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("kubectl port-forward %s: %w", target, err)
+	}
+	forwards = append(forwards, cmd)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := forwarding.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- "127.0.0.1:" + m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case addr := <-found:
+		return addr, nil
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait() // after this, stderr is no longer written
+		return "", fmt.Errorf("kubectl port-forward %s: no local port within 30s: %s", target, stderr.String())
+	}
+}
+
+// call runs grpcurl and returns its JSON answer, or the gRPC code name of
+// the error ("Unauthenticated", ...).
+func call(t *testing.T, addr, method, token string, req any) (map[string]any, string) {
+	t.Helper()
+	body, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-plaintext", "-format-error", "-d", string(body)}
+	if token != "" {
+		args = append(args, "-H", "authorization: Bearer "+token)
+	}
+	args = append(args, addr, method)
+	out, err := exec.Command(grpcurl, args...).CombinedOutput()
+	if err != nil {
+		var st struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if jerr := json.Unmarshal(out, &st); jerr != nil {
+			t.Fatalf("grpcurl %s: %v\n%s", method, err, out)
+		}
+		return nil, codeName(st.Code)
+	}
+	var resp map[string]any
+	if err := json.Unmarshal(out, &resp); err != nil {
+		t.Fatalf("grpcurl %s: not JSON: %s", method, out)
+	}
+	return resp, "OK"
+}
+
+func codeName(c int) string {
+	names := []string{"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
+		"PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange", "Unimplemented",
+		"Internal", "Unavailable", "DataLoss", "Unauthenticated"}
+	if c >= 0 && c < len(names) {
+		return names[c]
+	}
+	return fmt.Sprint(c)
+}
+
+func must(t *testing.T, resp map[string]any, code, want string) map[string]any {
+	t.Helper()
+	if code != want {
+		t.Fatalf("code = %s, want %s (%v)", code, want, resp)
+	}
+	return resp
+}
+
+func str(m map[string]any, path ...string) string {
+	var v any = m
+	for _, p := range path {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return ""
+		}
+		v = mm[p]
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func signup(t *testing.T, email, password string) string {
+	t.Helper()
+	resp, code := call(t, userAddr, "user.v1.UserService/CreateUser", "", map[string]string{"email": email, "password": password, "display_name": "E2E"})
+	return str(must(t, resp, code, "OK"), "user", "id")
+}
+
+func login(t *testing.T, email, password string) (access, refresh string) {
+	t.Helper()
+	resp, code := call(t, authAddr, "auth.v1.AuthService/Login", "", map[string]string{"email": email, "password": password})
+	must(t, resp, code, "OK")
+	return str(resp, "accessToken"), str(resp, "refreshToken")
+}
+
+func unique(prefix string) string {
+	return fmt.Sprintf("%s-%d@example.com", prefix, time.Now().UnixNano())
+}
+
+// TestWalkthrough is the README walk-through against the cluster.
+func TestWalkthrough(t *testing.T) {
+	email, pw := unique("ada"), "correct horse battery"
+	id := signup(t, email, pw)
+	access, refresh := login(t, email, pw)
+
+	got, code := call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": id})
+	if must(t, got, code, "OK"); str(got, "user", "email") != email {
+		t.Fatalf("GetUser = %v", got)
+	}
+	_, code = call(t, userAddr, "user.v1.UserService/GetUser", "", map[string]string{"id": id})
+	must(t, nil, code, "Unauthenticated")
+
+	rotated, code := call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": refresh})
+	must(t, rotated, code, "OK")
+	next := str(rotated, "refreshToken")
+	if next == "" || next == refresh {
+		t.Fatalf("refresh did not rotate: %v", rotated)
+	}
+	// Reuse of the old token is refused and revokes the family.
+	_, code = call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": refresh})
+	must(t, nil, code, "Unauthenticated")
+	_, code = call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": next})
+	must(t, nil, code, "Unauthenticated")
+
+	_, again := login(t, email, pw)
+	resp, code := call(t, authAddr, "auth.v1.AuthService/RevokeToken", "", map[string]string{"refresh_token": again})
+	must(t, resp, code, "OK")
+	_, code = call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": again})
+	must(t, nil, code, "Unauthenticated")
+}
+
+func TestNonAdminCannotReadAnotherUser(t *testing.T) {
+	a, b := unique("alice"), unique("bob")
+	signup(t, a, "password one")
+	bobID := signup(t, b, "password two")
+	access, _ := login(t, a, "password one")
+	_, code := call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": bobID})
+	must(t, nil, code, "PermissionDenied")
+}
+
+func TestHelmTest(t *testing.T) {
+	out, err := exec.Command(helm, "test", release, "-n", namespace, "--timeout", "2m").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Succeeded") {
+		t.Fatalf("helm test: %v\n%s", err, out)
+	}
+}
+
+// TestPodsRestrictedAndStable: the namespace enforces Pod Security
+// restricted (so every running pod was admitted under it) and no
+// container has restarted.
+func TestPodsRestrictedAndStable(t *testing.T) {
+	out, err := exec.Command(kubectl, "get", "namespace", namespace, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}").Output()
+	if err != nil || string(out) != "restricted" {
+		t.Fatalf("namespace %s enforce label = %q, %v; want restricted", namespace, out, err)
+	}
+	out, err = exec.Command(kubectl, "-n", namespace, "get", "pods", "-o", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods struct {
+		Items []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Status   struct {
+				Phase             string `json:"phase"`
+				ContainerStatuses []struct {
+					Name         string `json:"name"`
+					RestartCount int    `json:"restartCount"`
+				} `json:"containerStatuses"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(out, &pods); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) < 2 {
+		t.Fatalf("%d pods in %s, want at least the two services", len(pods.Items), namespace)
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase != "Running" && p.Status.Phase != "Succeeded" {
+			t.Errorf("pod %s is %s", p.Metadata.Name, p.Status.Phase)
+		}
+		for _, c := range p.Status.ContainerStatuses {
+			if c.RestartCount != 0 {
+				t.Errorf("pod %s container %s restarted %d times", p.Metadata.Name, c.Name, c.RestartCount)
+			}
+		}
+	}
+}
