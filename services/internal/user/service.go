@@ -107,12 +107,7 @@ func (s *Service) create(ctx context.Context, email, password, displayName strin
 }
 
 func (s *Service) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*userv1.GetUserResponse, error) {
-	v := &ValidationError{}
-	checkID(v, "id", req.GetId())
-	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
-	}
-	if err := authorizeSelfOrAdmin(ctx, req.GetId()); err != nil {
+	if err := checkTarget(ctx, req.GetId()); err != nil {
 		return nil, errorStatus(err)
 	}
 	u, err := s.store.Get(ctx, req.GetId())
@@ -158,14 +153,10 @@ func (s *Service) ListUsers(ctx context.Context, req *userv1.ListUsersRequest) (
 }
 
 func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest) (*userv1.UpdateUserResponse, error) {
+	if err := checkTarget(ctx, req.GetId()); err != nil {
+		return nil, errorStatus(err)
+	}
 	v := &ValidationError{}
-	checkID(v, "id", req.GetId())
-	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
-	}
-	if err := authorizeSelfOrAdmin(ctx, req.GetId()); err != nil {
-		return nil, errorStatus(err)
-	}
 	paths := req.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
 		// Without a mask, every non-empty scalar field is an update;
@@ -233,12 +224,7 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 }
 
 func (s *Service) DeleteUser(ctx context.Context, req *userv1.DeleteUserRequest) (*userv1.DeleteUserResponse, error) {
-	v := &ValidationError{}
-	checkID(v, "id", req.GetId())
-	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
-	}
-	if err := authorizeSelfOrAdmin(ctx, req.GetId()); err != nil {
+	if err := checkTarget(ctx, req.GetId()); err != nil {
 		return nil, errorStatus(err)
 	}
 	if err := s.store.Delete(ctx, req.GetId()); err != nil {
@@ -313,6 +299,18 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) error
 	}
 	s.log.InfoContext(ctx, "bootstrap admin created", "user_id", u.ID)
 	return nil
+}
+
+// checkTarget validates the id of the user a call acts on and that the
+// caller may act on it (itself, or anyone for admin). The id is checked
+// first so a malformed one is InvalidArgument whoever asks.
+func checkTarget(ctx context.Context, id string) error {
+	v := &ValidationError{}
+	checkID(v, "id", id)
+	if err := v.orNil(); err != nil {
+		return err
+	}
+	return authorizeSelfOrAdmin(ctx, id)
 }
 
 func authorizeSelfOrAdmin(ctx context.Context, id string) error {
