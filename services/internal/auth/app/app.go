@@ -9,7 +9,6 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
-	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -229,13 +228,7 @@ func (a *App) close() {
 	if a.userConn != nil {
 		_ = a.userConn.Close()
 	}
-	if a.tracing != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := a.tracing.Shutdown(ctx); err != nil {
-			a.log.Warn("flushing traces", "error", err)
-		}
-		cancel()
-	}
+	a.tracing.Flush(a.log)
 	for _, c := range a.closers {
 		_ = c.Close()
 	}

@@ -3,8 +3,10 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -29,6 +31,24 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return t.shutdown(ctx)
+}
+
+// flushTimeout bounds how long shutdown waits for a collector.
+const flushTimeout = 5 * time.Second
+
+// Flush exports pending spans and stops the exporter, waiting at most
+// flushTimeout, and logs a failure rather than returning it: at shutdown
+// there is nothing better to do. Safe on a nil Tracing (start-up failed
+// before tracing was set up).
+func (t *Tracing) Flush(log *slog.Logger) {
+	if t == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := t.Shutdown(ctx); err != nil {
+		log.Warn("flushing traces", "error", err)
+	}
 }
 
 // TracingOption adjusts SetupTracing, mainly for tests.

@@ -172,13 +172,7 @@ func (a *App) close() {
 		// assembling it or the App was never served; a no-op after Serve.
 		a.Server.GRPC.Stop()
 	}
-	if a.tracing != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := a.tracing.Shutdown(ctx); err != nil {
-			a.log.Warn("flushing traces", "error", err)
-		}
-		cancel()
-	}
+	a.tracing.Flush(a.log)
 	if c, ok := a.keys.(io.Closer); ok {
 		_ = c.Close()
 	}
