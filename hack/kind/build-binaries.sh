@@ -9,12 +9,22 @@
 #   kind     the kind CLI               (KIND_VERSION) -> also .cache/kind/bin/kind
 #   local-path  rancher's local-path-provisioner (LOCAL_PATH_VERSION), the
 #            dynamic volume provisioner of kind's default StorageClass
+# and the add-ons the e2e cluster runs (hack/kind/build-addon-images.sh):
+#   jaeger   Jaeger all-in-one (JAEGER_VERSION, wrapper-module trick); its
+#            web UI assets are not in the Go module: the query API works,
+#            the UI page is a placeholder
+#   prometheus-operator  operator + prometheus-config-reloader
+#            (PROMETHEUS_OPERATOR_VERSION, wrapper-module trick)
+#   prometheus  Prometheus (PROMETHEUS_VERSION; Go module v0.<minor>.<patch>
+#            with its exclude directives), API only: no UI assets
 #
-#   hack/kind/build-binaries.sh [component...]   (default: all)
+#   hack/kind/build-binaries.sh [component...]   (default: the node's: k8s etcd
+#                                                  coredns pause kind local-path)
 #
 # Prints "<component>=<dir>" per component on stdout; progress on stderr.
 # A component whose inputs (version, build function, lib.sh's helpers) did not change is
-# not rebuilt ("cached: ..."). Cold: k8s ~7 min, etcd + CoreDNS ~2-3 min.
+# not rebuilt ("cached: ..."). Cold on 2 cores: k8s ~7 min, etcd + CoreDNS
+# ~2-3 min, jaeger ~2 min, prometheus ~3 min, prometheus-operator ~2 min.
 set -euo pipefail
 _prog=build-binaries
 source "$(dirname "$0")/lib.sh"
@@ -139,6 +149,49 @@ build_kind() {
   [[ $v == "kind $KIND_VERSION "* ]] || die "kind version: $v"
 }
 
+# The add-ons below pin their upstream releases; the images built from them
+# are what the chart's values and hack/kind/deploy.sh reference.
+build_jaeger() {
+  local out=$1 src=$CACHE/src/jaeger-$JAEGER_VERSION
+  rm -rf "$src"
+  write_wrapper_module "$src" github.com/jaegertracing/jaeger "$JAEGER_VERSION" "$JAEGER_VERSION" \
+    github.com/jaegertracing/jaeger/cmd/all-in-one
+  # Jaeger's own go.mod pins sarama through a (non-local) replace; keep it.
+  (cd "$src" && go mod edit -replace github.com/Shopify/sarama=github.com/Shopify/sarama@v1.33.0)
+  go_build_tools "$src" "$out" "-X github.com/jaegertracing/jaeger/pkg/version.latestVersion=$JAEGER_VERSION" \
+    github.com/jaegertracing/jaeger/cmd/all-in-one
+  [[ -x $out/all-in-one ]] || die "jaeger all-in-one binary missing"
+}
+
+build_prometheus-operator() {
+  local out=$1 v=$PROMETHEUS_OPERATOR_VERSION src=$CACHE/src/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION
+  local m=github.com/prometheus-operator/prometheus-operator
+  rm -rf "$src"
+  write_wrapper_module "$src" "$m" "$v" "$v" "$m/cmd/operator" "$m/cmd/prometheus-config-reloader"
+  go_build_tools "$src" "$out" "-X github.com/prometheus/common/version.Version=${v#v}" \
+    "$m/cmd/operator" "$m/cmd/prometheus-config-reloader"
+  local got
+  got=$("$out/operator" --version 2>&1 || true)
+  [[ $got == *"${v#v}"* ]] || die "operator --version: $got"
+}
+
+build_prometheus() {
+  local out=$1 v=$PROMETHEUS_VERSION src=$CACHE/src/prometheus-$PROMETHEUS_VERSION
+  # Prometheus 3.x.y is published as Go module v0.30x.y (3.7.3 -> v0.307.3).
+  local major=${v#v}; major=${major%%.*}
+  local rest=${v#v"$major".}
+  local minor=${rest%%.*} patch=${rest#*.}
+  local modver=v0.$((major * 100 + minor)).$patch
+  rm -rf "$src"
+  write_wrapper_module "$src" github.com/prometheus/prometheus "$modver" "$modver" \
+    github.com/prometheus/prometheus/cmd/prometheus
+  go_build_tools "$src" "$out" "-X github.com/prometheus/common/version.Version=${v#v} -X github.com/prometheus/common/version.Branch=HEAD" \
+    github.com/prometheus/prometheus/cmd/prometheus
+  local got
+  got=$("$out/prometheus" --version 2>&1 | head -n1)
+  [[ $got == *"version ${v#v}"* ]] || die "prometheus --version: $got"
+}
+
 for c in "${components[@]}"; do
   case $c in
     k8s) key=("$K8S_VERSION") ;;
@@ -147,7 +200,10 @@ for c in "${components[@]}"; do
     pause) key=() ;;
     kind) key=("$KIND_VERSION") ;;
     local-path) key=("$LOCAL_PATH_VERSION") ;;
-    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path)" ;;
+    jaeger) key=("$JAEGER_VERSION") ;;
+    prometheus-operator) key=("$PROMETHEUS_OPERATOR_VERSION") ;;
+    prometheus) key=("$PROMETHEUS_VERSION") ;;
+    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path jaeger prometheus-operator prometheus)" ;;
   esac
   dir=$(component_dir "$c" "${key[@]}")
   if [[ -f $dir/.done ]]; then

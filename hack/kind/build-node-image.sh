@@ -29,24 +29,10 @@ need go jq docker debootstrap sha256sum
 [[ $(id -u) == 0 ]] || die "must run as root (debootstrap and chroot)"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n1)"
 NODE_IMAGE_REPO=${NODE_IMAGE_REPO:-gatehouse.local/kind-node}
-export DOCKER_BUILDKIT=0 # FROM local images only; the classic builder never pulls them
-# dbuild ARGS...: `docker build -q ARGS` with the classic builder's deprecation
-# notice dropped; prints the build's output only when it fails.
-dbuild() {
-  local err
-  err=$(docker build -q "$@" 2>&1 >/dev/null) && return 0
-  printf '%s\n' "$err" | grep -v -e DEPRECATED -e 'BuildKit is currently disabled' -e 'environment-variable' >&2
-  return 1
-}
-
 PACKAGES=(systemd containerd runc containernetworking-plugins conntrack iptables nftables
   iproute2 ethtool util-linux mount kmod libseccomp2 pigz e2fsprogs bash ca-certificates
   curl jq procps)
-if [[ -z $DEBIAN_MIRROR ]]; then
-  DEBIAN_MIRROR=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-  [[ -n $DEBIAN_MIRROR ]] || DEBIAN_MIRROR=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-fi
+DEBIAN_MIRROR=$(debian_mirror)
 
 t_all=$SECONDS
 # --- 1. base image ----------------------------------------------------------------
@@ -57,21 +43,7 @@ SELF=$(cat "$0")
 
 build_rootfs() { # DIR
   local root=$1
-  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR"
-  cat >"$root/etc/apt/sources.list" <<SRC
-deb $DEBIAN_MIRROR $DEBIAN_SUITE main
-deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main
-deb ${DEBIAN_MIRROR%/debian}/debian-security $DEBIAN_SUITE-security main
-SRC
-  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-  chmod 0755 "$root/usr/sbin/policy-rc.d"
-  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
-  mount -t proc proc "$root/proc"
-  trap 'umount "$root/proc" 2>/dev/null || true' RETURN
-  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
-  chroot "$root" apt-get clean
-  rm -rf "$root"/var/lib/apt/lists/* "$root/usr/sbin/policy-rc.d" "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
+  debian_rootfs "$root" "${PACKAGES[@]}"
 
   # kind's base files, as its Dockerfile copies them.
   install -m 0755 "$KIND_FILES"/usr/local/bin/* "$root/usr/local/bin/"
@@ -122,12 +94,11 @@ SRC
     jq 'del(.process.rlimits)' >"$root/etc/containerd/cri-base.json"
   jq -e .hooks.createContainer "$root/etc/containerd/cri-base.json" >/dev/null || die "cri-base.json is empty"
 
-  : >"$root/etc/resolv.conf"
   rm -f "$root/etc/machine-id" "$root/var/lib/dbus/machine-id"
   : >"$root/etc/machine-id"
 }
 
-base_hash=$(hash_of base "$(declare -f build_rootfs)" "$DEBIAN_SUITE" "$DEBIAN_MIRROR" "${PACKAGES[*]}" "$KIND_VERSION" "$PAUSE_TAG")
+base_hash=$(hash_of base "$(declare -f build_rootfs debian_rootfs)" "$DEBIAN_SUITE" "$DEBIAN_MIRROR" "${PACKAGES[*]}" "$KIND_VERSION" "$PAUSE_TAG")
 BASE_IMAGE=gatehouse.local/kind-base:$base_hash
 if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   step "1/4 cached: base image $BASE_IMAGE"
@@ -139,13 +110,8 @@ else
   rm -rf "$root"
   run_logged "$CACHE/logs/base-$base_hash.log" "building the node root filesystem" build_rootfs "$root"
   note "rootfs $(du -sh "$root" | cut -f1), importing"
-  tar -C "$root" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf - . |
-    docker import --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
-      --change 'ENV container=docker' - "$BASE_IMAGE.import" >/dev/null || die "docker import failed"
-  # `docker import/commit --change` refuse STOPSIGNAL; a two-line build does not.
-  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$BASE_IMAGE.import" |
-    dbuild -t "$BASE_IMAGE" - || die "docker build of $BASE_IMAGE failed"
-  docker rmi "$BASE_IMAGE.import" >/dev/null
+  docker_import "$root" "$BASE_IMAGE" 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' \
+    'ENV container=docker' 'STOPSIGNAL SIGRTMIN+3'
   rm -rf "$root"
   step "1/4 base image: $((SECONDS - t0))s"
 fi
@@ -184,17 +150,6 @@ IMAGES+=("$LP_IMAGE" "$LP_HELPER_IMAGE")
 comp_hash=$(hash_of components "$SELF" "$base_hash" "${IMAGES[*]}" "$K8S_BIN" "$ETCD_BIN" "$COREDNS_BIN" "$PAUSE_BIN" "$LOCAL_PATH_BIN")
 COMP_TAR=$CACHE/images-$comp_hash.tar
 
-scratch_image() { # REF BINARY ENTRYPOINT_JSON [BASE]
-  local ref=$1 bin=$2 entry=$3 from=${4:-scratch} ctx
-  ctx=$(mktemp -d)
-  cp "$bin" "$ctx/"
-  # kubeadm's static pods name the command ("command: [kube-apiserver, ...]"),
-  # resolved through PATH, as in the upstream images (binaries in /usr/local/bin).
-  printf 'FROM %s\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nCOPY %s %s\nENTRYPOINT %s\n' "$from" "$(basename "$bin")" "/usr/local/bin/$(basename "$bin")" "$entry" >"$ctx/Dockerfile"
-  dbuild -t "$ref" "$ctx" || { rm -rf "$ctx"; die "docker build $ref failed"; }
-  rm -rf "$ctx"
-}
-
 if [[ -s $COMP_TAR ]]; then
   step "3/4 cached: component images ($COMP_TAR)"
 else
@@ -204,14 +159,13 @@ else
     name=${ref##*/}; name=${name%%:*}
     case $name in
       kube-apiserver|kube-controller-manager|kube-scheduler)
-        scratch_image "$ref" "$K8S_BIN/$name" "[\"/usr/local/bin/$name\"]" ;;
+        binary_image "$ref" "$K8S_BIN/$name" ;;
       kube-proxy) # needs iptables, conntrack: FROM the Debian base
-        scratch_image "$ref" "$K8S_BIN/kube-proxy" '["/usr/local/bin/kube-proxy"]' "$BASE_IMAGE" ;;
-      etcd) scratch_image "$ref" "$ETCD_BIN/etcd" '["/usr/local/bin/etcd"]' ;;
-      coredns) scratch_image "$ref" "$COREDNS_BIN/coredns" '["/usr/local/bin/coredns"]' ;;
-      pause) scratch_image "$ref" "$PAUSE_BIN/pause" '["/usr/local/bin/pause"]' ;;
-      local-path-provisioner)
-        scratch_image "$ref" "$LOCAL_PATH_BIN/local-path-provisioner" '["/usr/local/bin/local-path-provisioner"]' ;;
+        binary_image "$ref" "$K8S_BIN/kube-proxy" "$BASE_IMAGE" ;;
+      etcd) binary_image "$ref" "$ETCD_BIN/etcd" ;;
+      coredns) binary_image "$ref" "$COREDNS_BIN/coredns" ;;
+      pause) binary_image "$ref" "$PAUSE_BIN/pause" ;;
+      local-path-provisioner) binary_image "$ref" "$LOCAL_PATH_BIN/local-path-provisioner" ;;
       local-path-helper) # runs kind's setup/teardown shell scripts: sh, mkdir, rm
         printf 'FROM %s\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nENTRYPOINT []\n' "$BASE_IMAGE" |
           dbuild -t "$ref" - || die "docker build $ref failed" ;;

@@ -13,6 +13,10 @@ PAUSE_TAG=${PAUSE_TAG:-3.10.1}
 DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}  # kind v0.31's base; trixie's systemd refuses cgroup v1
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-}        # empty: the mirror of this machine's apt sources
 CLUSTER_NAME=${CLUSTER_NAME:-gatehouse}
+# Add-ons of the e2e cluster (hack/kind/deploy.sh); air-gapped, built from source.
+JAEGER_VERSION=${JAEGER_VERSION:-v1.62.0}           # = the chart's jaeger.image.tag
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
+PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v3.7.3}    # Go module github.com/prometheus/prometheus v0.307.3
 # Online default node image: a stock kind image of the same minor. Not verified
 # here (these machines reach no registry); pin a digest from kind v0.31.0's
 # release notes once one is checked.
@@ -35,6 +39,89 @@ timed() {
   local name=$1 t0=$SECONDS; shift
   "$@" || return
   step "$name: done in $((SECONDS - t0))s"
+}
+
+# dbuild ARGS...: `docker build -q ARGS` with the classic builder (a FROM of a
+# local image or scratch never pulls), its deprecation notice dropped; prints
+# the build's output only when it fails.
+dbuild() {
+  local err
+  err=$(DOCKER_BUILDKIT=0 docker build -q "$@" 2>&1 >/dev/null) && return 0
+  printf '%s\n' "$err" | grep -v -e DEPRECATED -e 'BuildKit is currently disabled' -e 'environment-variable' >&2
+  return 1
+}
+
+# debian_mirror: DEBIAN_MIRROR, else the mirror of this machine's apt
+# sources, else deb.debian.org.
+debian_mirror() {
+  local m=$DEBIAN_MIRROR
+  [[ -n $m ]] || m=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [[ -n $m ]] || m=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+# debian_rootfs DIR PACKAGE...: a Debian DEBIAN_SUITE minbase root filesystem
+# in DIR (debootstrap from DEBIAN_MIRROR) with PACKAGEs installed without
+# recommends, daemons never started (policy-rc.d), apt lists and logs dropped.
+# Runs debian_rootfs_pre DIR, when defined, between debootstrap and apt-get.
+debian_rootfs() {
+  local root=$1 mirror; shift
+  mirror=$(debian_mirror)
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$mirror"
+  cat >"$root/etc/apt/sources.list" <<SRC
+deb $mirror $DEBIAN_SUITE main
+deb $mirror $DEBIAN_SUITE-updates main
+deb ${mirror%/debian}/debian-security $DEBIAN_SUITE-security main
+SRC
+  printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+  chmod 0755 "$root/usr/sbin/policy-rc.d"
+  cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+  if declare -F debian_rootfs_pre >/dev/null; then debian_rootfs_pre "$root"; fi
+  mount -t proc proc "$root/proc"
+  trap 'umount "$root/proc" 2>/dev/null || true' RETURN
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  chroot "$root" apt-get clean
+  rm -rf "$root"/var/lib/apt/lists/* "$root/usr/sbin/policy-rc.d" "$root"/var/log/*.log "$root"/var/cache/debconf/*-old
+  : >"$root/etc/resolv.conf"
+}
+
+# docker_import DIR IMAGE CHANGE...: DIR as a one-layer image, with
+# Dockerfile CHANGEs (`docker import --change`; STOPSIGNAL is refused there,
+# so it goes through a two-line build).
+docker_import() {
+  local root=$1 image=$2 stopsig=""; shift 2
+  local changes=() c
+  for c in "$@"; do
+    if [[ $c == "STOPSIGNAL "* ]]; then stopsig=$c; else changes+=(--change "$c"); fi
+  done
+  tar -C "$root" --numeric-owner --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' -cf - . |
+    docker import "${changes[@]}" - "$image.import" >/dev/null || die "docker import of $image failed"
+  printf 'FROM %s\n%s\n' "$image.import" "$stopsig" | dbuild -t "$image" - || die "docker build of $image failed"
+  docker rmi "$image.import" >/dev/null
+}
+
+# binary_image REF BINARY[:PATH] [FROM [LINE...]]: an image FROM scratch (or
+# FROM) holding BINARY at PATH (default /usr/local/bin/<name>) as its
+# ENTRYPOINT, plus Dockerfile LINEs (USER, LABEL, ...). /usr/local/bin is on
+# PATH: kubeadm's static pods name their command ("command: [kube-apiserver,
+# ...]"); PATH is for programs whose upstream images put them elsewhere and
+# whose users name that path (the operator runs /bin/prometheus-config-reloader).
+binary_image() {
+  local ref=$1 bin=${2%%:*} dest=${2#*:} from=${3:-scratch} name ctx; shift 2; shift $(($# > 0 ? 1 : 0))
+  name=$(basename "$bin")
+  [[ $dest != "$bin" ]] || dest=/usr/local/bin/$name
+  ctx=$(mktemp -d)
+  cp "$bin" "$ctx/"
+  {
+    echo "FROM $from"
+    echo "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    echo "COPY $name $dest"
+    echo "ENTRYPOINT [\"$dest\"]"
+    printf '%s\n' "$@"
+  } >"$ctx/Dockerfile"
+  dbuild -t "$ref" "$ctx" || { rm -rf "$ctx"; die "docker build $ref failed"; }
+  rm -rf "$ctx"
 }
 
 need() { for c in "$@"; do command -v "$c" >/dev/null || die "'$c' not found on PATH"; done; }

@@ -11,7 +11,8 @@
 # Environment: CLUSTER_NAME (gatehouse), NAMESPACE (gatehouse-smoke), RELEASE
 # (gatehouse), AIRGAPPED (passed to hack/images.sh), KEEP=1 leaves the release
 # installed (default: uninstalled and the namespace deleted on success).
-# On failure: pod descriptions, events and logs under .cache/kind/logs/<timestamp>/.
+# On failure: hack/kind/diagnose.sh saves pod descriptions, events, logs and
+# `kind export logs` under $KIND_CACHE/logs/smoke-<timestamp>/.
 set -euo pipefail
 _prog=kind-smoke
 source "$(dirname "$0")/lib.sh"
@@ -32,17 +33,7 @@ ensure_helm
 pf_pids=()
 cleanup() { for p in "${pf_pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-save_logs() {
-  local dir
-  dir=$CACHE/logs/smoke-$(date -u +%Y%m%dT%H%M%SZ)
-  mkdir -p "$dir"
-  "$KUBECTL" describe pods -A >"$dir/describe-pods.txt" 2>&1 || true
-  "$KUBECTL" get events -A --sort-by=.lastTimestamp >"$dir/events.txt" 2>&1 || true
-  "$KUBECTL" -n "$NAMESPACE" logs --all-containers --prefix -l app.kubernetes.io/instance="$RELEASE" --tail=200 >"$dir/logs.txt" 2>&1 || true
-  "$KUBECTL" get pvc,pv -A -o wide >"$dir/volumes.txt" 2>&1 || true
-  echo "$_prog: diagnostics saved in $dir" >&2
-}
-fail() { echo "$_prog: ERROR: $*" >&2; save_logs; exit 1; }
+fail() { echo "$_prog: ERROR: $*" >&2; "$KIND_DIR/diagnose.sh" smoke; exit 1; }
 phase() { step "$1: done in $((SECONDS - $2))s"; }
 
 # --- 1. images --------------------------------------------------------------------

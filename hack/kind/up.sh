@@ -10,8 +10,8 @@
 # .cache/kind/bin; kubectl is the one on PATH, else built (hack/kind/build-binaries.sh k8s).
 # The kubeconfig is written to $KUBECONFIG (default .cache/kind/kubeconfig),
 # never to ~/.kube/config. On failure the cluster's logs and `kubectl
-# describe pods -A` are saved under .cache/kind/logs/<timestamp>/.
-# Environment: CLUSTER_NAME (gatehouse), AIRGAPPED, NODE_IMAGE (overrides the
+# describe pods -A` are saved under $KIND_CACHE/logs/up-<timestamp>/ (hack/kind/diagnose.sh).
+# Environment: KIND_CACHE (.cache/kind), CLUSTER_NAME (gatehouse), AIRGAPPED, NODE_IMAGE (overrides the
 # image choice), ONLINE_NODE_IMAGE, KUBECONFIG, WAIT_TIMEOUT (seconds, 300).
 set -euo pipefail
 _prog=kind-up
@@ -56,16 +56,7 @@ cluster_healthy() {
   [[ $("$KUBECTL" get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | sort -u) == True ]]
 }
 
-save_logs() {
-  local dir
-  dir=$CACHE/logs/$(date -u +%Y%m%dT%H%M%SZ)
-  mkdir -p "$dir"
-  "$KIND" export logs "$dir" --name "$CLUSTER_NAME" >"$dir/kind-export.log" 2>&1 || true
-  "$KUBECTL" describe pods -A >"$dir/describe-pods.txt" 2>&1 || true
-  "$KUBECTL" get events -A --sort-by=.lastTimestamp >"$dir/events.txt" 2>&1 || true
-  echo "$_prog: logs saved in $dir (kind export logs, describe-pods.txt, events.txt)" >&2
-}
-fail() { echo "$_prog: ERROR: $*" >&2; save_logs; echo "$_prog: the cluster is left for inspection; hack/kind/down.sh deletes it" >&2; exit 1; }
+fail() { echo "$_prog: ERROR: $*" >&2; "$KIND_DIR/diagnose.sh" up; echo "$_prog: the cluster is left for inspection; hack/kind/down.sh deletes it" >&2; exit 1; }
 
 # --- cluster ----------------------------------------------------------------------
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
