@@ -6,7 +6,8 @@
 // (`make e2e`; hack/kind/up.sh and the chart install come first).
 //
 // Environment: E2E_NAMESPACE (gatehouse), E2E_RELEASE (gatehouse),
-// KUBECTL, HELM, GRPCURL (default: on PATH, then ./bin).
+// E2E_MONITORING_NAMESPACE (monitoring), KUBECTL, HELM, GRPCURL (default:
+// on PATH, then ./bin).
 package e2e
 
 import (
@@ -24,13 +25,14 @@ import (
 )
 
 var (
-	namespace = envOr("E2E_NAMESPACE", "gatehouse")
-	release   = envOr("E2E_RELEASE", "gatehouse")
-	kubectl   = tool("KUBECTL", "kubectl")
-	helm      = tool("HELM", "helm")
-	grpcurl   = tool("GRPCURL", "grpcurl")
-	userAddr  string
-	authAddr  string
+	namespace  = envOr("E2E_NAMESPACE", "gatehouse")
+	monitoring = envOr("E2E_MONITORING_NAMESPACE", "monitoring")
+	release    = envOr("E2E_RELEASE", "gatehouse")
+	kubectl    = tool("KUBECTL", "kubectl")
+	helm       = tool("HELM", "helm")
+	grpcurl    = tool("GRPCURL", "grpcurl")
+	userAddr   string
+	authAddr   string
 )
 
 func envOr(k, def string) string {
@@ -63,8 +65,8 @@ func fullname() string {
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
-	if userAddr, err = portForward(ctx, "svc/"+fullname()+"-user", 50051); err == nil {
-		authAddr, err = portForward(ctx, "svc/"+fullname()+"-auth", 50052)
+	if userAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-user", 50051); err == nil {
+		authAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-auth", 50052)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -87,8 +89,8 @@ var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 
 // portForward runs kubectl port-forward to a random local port and returns
 // the local address once kubectl reports it.
-func portForward(ctx context.Context, target string, port int) (string, error) {
-	cmd := exec.CommandContext(ctx, kubectl, "-n", namespace, "port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", port))
+func portForward(ctx context.Context, ns, target string, port int) (string, error) {
+	cmd := exec.CommandContext(ctx, kubectl, "-n", ns, "port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", port))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", err
@@ -121,9 +123,25 @@ func portForward(ctx context.Context, target string, port int) (string, error) {
 	}
 }
 
+// forwardFor port-forwards to a target for the duration of one test.
+func forwardFor(t *testing.T, ns, target string, port int) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, err := portForward(ctx, ns, target, port)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cmd := forwards[len(forwards)-1]
+	forwards = forwards[:len(forwards)-1]
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	return addr
+}
+
 // call runs grpcurl and returns its JSON answer, or the gRPC code name of
-// the error ("Unauthenticated", ...).
-func call(t *testing.T, addr, method, token string, req any) (map[string]any, string) {
+// the error ("Unauthenticated", ...). headers are extra "name: value"
+// request metadata.
+func call(t *testing.T, addr, method, token string, req any, headers ...string) (map[string]any, string) {
 	t.Helper()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -132,6 +150,9 @@ func call(t *testing.T, addr, method, token string, req any) (map[string]any, st
 	args := []string{"-plaintext", "-format-error", "-d", string(body)}
 	if token != "" {
 		args = append(args, "-H", "authorization: Bearer "+token)
+	}
+	for _, h := range headers {
+		args = append(args, "-H", h)
 	}
 	args = append(args, addr, method)
 	out, err := exec.Command(grpcurl, args...).CombinedOutput()
@@ -248,15 +269,28 @@ func TestHelmTest(t *testing.T) {
 	}
 }
 
-// TestPodsRestrictedAndStable: the namespace enforces Pod Security
-// restricted (so every running pod was admitted under it) and no
-// container has restarted.
+// TestPodsRestrictedAndStable: the namespaces enforce Pod Security
+// restricted, every pod in them passes it (asked of the API server with a
+// server-side dry run, which lists violating pods), and no container of
+// Gatehouse has restarted.
 func TestPodsRestrictedAndStable(t *testing.T) {
-	out, err := exec.Command(kubectl, "get", "namespace", namespace, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}").Output()
-	if err != nil || string(out) != "restricted" {
-		t.Fatalf("namespace %s enforce label = %q, %v; want restricted", namespace, out, err)
+	for _, ns := range []string{namespace, monitoring} {
+		out, err := exec.Command(kubectl, "get", "namespace", ns, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}").Output()
+		if err != nil || string(out) != "restricted" {
+			t.Fatalf("namespace %s enforce label = %q, %v; want restricted", ns, out, err)
+		}
+		cmd := exec.Command(kubectl, "label", "--dry-run=server", "--overwrite", "namespace", ns,
+			"pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("server-side dry run of the restricted label on %s: %v: %s", ns, err, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "violate") {
+			t.Errorf("pods in namespace %s violate Pod Security restricted:\n%s", ns, stderr.String())
+		}
 	}
-	out, err = exec.Command(kubectl, "-n", namespace, "get", "pods", "-o", "json").Output()
+	out, err := exec.Command(kubectl, "-n", namespace, "get", "pods", "-o", "json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Deploys the e2e stack on the kind cluster, with the images hack/kind/load.sh
+# loaded (make deploy runs make kind-load first):
+#   1. namespace "monitoring": the Prometheus Operator (its CRDs, RBAC and
+#      Deployment from the prometheus-operator Go module's example/ manifests)
+#      and one Prometheus (hack/kind/monitoring/prometheus.yaml) that selects
+#      every ServiceMonitor and PrometheusRule;
+#   2. namespace $NAMESPACE (gatehouse), enforcing Pod Security "restricted":
+#      the chart with hack/kind/values-e2e.yaml (Jaeger on, bundled PostgreSQL,
+#      2 replicas of each service, ServiceMonitor, PrometheusRule, dashboards).
+# Idempotent: server-side apply and `helm upgrade --install`.
+#
+#   hack/kind/deploy.sh           (make deploy)
+#
+# Environment: CLUSTER_NAME (gatehouse), NAMESPACE (gatehouse), RELEASE
+# (gatehouse), MONITORING_NAMESPACE (monitoring), WAIT_TIMEOUT (seconds, 300),
+# HELM_EXTRA_ARGS (appended to helm upgrade, e.g. "--set auth.keys.ids={k1,k2}").
+# On failure: hack/kind/diagnose.sh saves pod descriptions, events, logs and
+# `kind export logs` under $KIND_CACHE/logs/deploy-<timestamp>/.
+set -euo pipefail
+_prog=kind-deploy
+source "$(dirname "$0")/lib.sh"
+source "$KIND_DIR/tools.sh"
+need docker jq
+NAMESPACE=${NAMESPACE:-${E2E_NAMESPACE:-gatehouse}}
+RELEASE=${RELEASE:-${E2E_RELEASE:-gatehouse}}
+MON_NS=${MONITORING_NAMESPACE:-monitoring}
+WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}
+ensure_kind
+ensure_kubectl
+ensure_helm
+"$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" ||
+  die "no kind cluster '$CLUSTER_NAME': run make kind-up first (AIRGAPPED=1 without a registry)"
+"$KIND" export kubeconfig --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
+"$KUBECTL" get --raw /readyz >/dev/null || die "cluster '$CLUSTER_NAME' does not answer /readyz"
+env_file=$CACHE/images-$CLUSTER_NAME.env
+[[ -f $env_file ]] || die "$env_file missing: run make kind-load (hack/kind/load.sh) first"
+# shellcheck source=/dev/null
+source "$env_file"
+
+fail() { echo "$_prog: ERROR: $*" >&2; "$KIND_DIR/diagnose.sh" deploy; exit 1; }
+apply() { "$KUBECTL" apply --server-side --force-conflicts --field-manager=gatehouse-kind "$@" >/dev/null; }
+restricted_namespace() {
+  "$KUBECTL" create namespace "$1" --dry-run=client -o yaml |
+    "$KUBECTL" label --local -f - -o yaml \
+      pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest |
+    apply -f - || die "creating namespace $1 failed"
+}
+
+# --- 1. monitoring ----------------------------------------------------------------
+t0=$SECONDS
+step "1/2 Prometheus Operator $PROMETHEUS_OPERATOR_VERSION and Prometheus in namespace $MON_NS"
+OPERATOR_SRC=$(mod_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+restricted_namespace "$MON_NS"
+apply -f "$OPERATOR_SRC/example/prometheus-operator-crd/" || fail "applying the monitoring.coreos.com CRDs failed"
+"$KUBECTL" wait --for=condition=Established --timeout=60s \
+  crd/prometheuses.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null ||
+  fail "the monitoring.coreos.com CRDs are not Established"
+# The example manifests name namespace "default" and the upstream images;
+# both are rewritten here, nothing else.
+manifests=$(mktemp -d)
+trap 'rm -rf "$manifests"' EXIT
+for f in service-account cluster-role cluster-role-binding deployment service; do
+  sed -e "s|namespace: default|namespace: $MON_NS|" \
+    -e "s|quay.io/prometheus-operator/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION|$PROMETHEUS_CONFIG_RELOADER_IMAGE|" \
+    -e "s|image: quay.io/prometheus-operator/prometheus-operator:$PROMETHEUS_OPERATOR_VERSION|image: $PROMETHEUS_OPERATOR_IMAGE|" \
+    "$OPERATOR_SRC/example/rbac/prometheus-operator/prometheus-operator-$f.yaml" >"$manifests/operator-$f.yaml"
+done
+# shellcheck disable=SC2015 # die when either grep fails
+grep -q "image: $PROMETHEUS_OPERATOR_IMAGE" "$manifests/operator-deployment.yaml" &&
+  grep -q -- "--prometheus-config-reloader=$PROMETHEUS_CONFIG_RELOADER_IMAGE" "$manifests/operator-deployment.yaml" ||
+  die "rewriting the operator's image references failed (did example/rbac change in $PROMETHEUS_OPERATOR_VERSION?)"
+apply -n "$MON_NS" -f "$manifests/" || fail "applying the Prometheus Operator failed"
+"$KUBECTL" -n "$MON_NS" rollout status deployment/prometheus-operator --timeout="${WAIT_TIMEOUT}s" >&2 ||
+  fail "the Prometheus Operator did not become ready within ${WAIT_TIMEOUT}s"
+# spec.image: the image hack/kind/load.sh loaded (upstream's when online).
+awk -v img="$PROMETHEUS_IMAGE" -v ver="$PROMETHEUS_VERSION" '
+  {print}
+  /^kind: Prometheus$/ {prom=1}
+  prom && /^spec:$/ {print "  image: " img; prom=0}' "$KIND_DIR/monitoring/prometheus.yaml" |
+  sed "s|^  version: .*|  version: $PROMETHEUS_VERSION|" >"$manifests/prometheus.yaml"
+apply -n "$MON_NS" -f "$manifests/prometheus.yaml" || fail "applying the Prometheus failed"
+sts=prometheus-gatehouse-e2e
+deadline=$((SECONDS + WAIT_TIMEOUT))
+until "$KUBECTL" -n "$MON_NS" get statefulset "$sts" >/dev/null 2>&1; do
+  ((SECONDS < deadline)) || fail "the operator did not create statefulset/$sts within ${WAIT_TIMEOUT}s"
+  sleep 2
+done
+"$KUBECTL" -n "$MON_NS" rollout status "statefulset/$sts" --timeout="${WAIT_TIMEOUT}s" >&2 ||
+  fail "Prometheus did not become ready within ${WAIT_TIMEOUT}s"
+step "1/2 monitoring ready in $((SECONDS - t0))s"
+
+# --- 2. Gatehouse -----------------------------------------------------------------
+t0=$SECONDS
+step "2/2 chart into namespace $NAMESPACE (Pod Security restricted), images ${USER_IMAGE##*/} ${AUTH_IMAGE##*/}"
+restricted_namespace "$NAMESPACE"
+log=$CACHE/logs/deploy-helm.log
+mkdir -p "$(dirname "$log")"
+# shellcheck disable=SC2086 # HELM_EXTRA_ARGS is a list of words
+"$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
+  -f "$KIND_DIR/values-e2e.yaml" \
+  --set "user.image.repository=${USER_IMAGE%:*}" --set "user.image.tag=${USER_IMAGE##*:}" \
+  --set "auth.image.repository=${AUTH_IMAGE%:*}" --set "auth.image.tag=${AUTH_IMAGE##*:}" \
+  --set "jaeger.image.repository=${JAEGER_IMAGE%:*}" --set "jaeger.image.tag=${JAEGER_IMAGE##*:}" \
+  --set "postgresql.image.repository=${POSTGRES_IMAGE%:*}" --set "postgresql.image.tag=${POSTGRES_IMAGE##*:}" \
+  ${HELM_EXTRA_ARGS:-} --wait --timeout "${WAIT_TIMEOUT}s" >"$log" 2>&1 ||
+  fail "helm upgrade --install failed: $(tail -n 20 "$log")"
+note "helm: $(sed -n 's/^STATUS: //p;s/^REVISION: /revision /p' "$log" | paste -sd' ')"
+"$KUBECTL" -n "$NAMESPACE" get pods -o wide >&2
+step "2/2 chart ready in $((SECONDS - t0))s"
+step "deployed in $((SECONDS - _start))s; next: make e2e"
