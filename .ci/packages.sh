@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI machine setup, not a user-facing script: installs the Debian packages
 # the tests use when they are missing: PostgreSQL (store tests), prometheus
-# (for promtool: alert rule tests and PromQL parsing) and jq. Services are
+# (for promtool: alert rule tests and PromQL parsing), jq and debootstrap
+# (the air-gapped kind node and PostgreSQL images). Services are
 # not started by the install (policy-rc.d); .ci/postgres.sh starts
 # PostgreSQL itself.
 set -euo pipefail
@@ -9,6 +10,8 @@ need=()
 command -v pg_ctlcluster >/dev/null && [[ -n "$(ls /usr/lib/postgresql 2>/dev/null)" ]] || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v jq >/dev/null || need+=(jq)
+# The air-gapped kind node and PostgreSQL images start from a debootstrap'd rootfs.
+command -v debootstrap >/dev/null || need+=(debootstrap)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 echo "ci/packages: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
