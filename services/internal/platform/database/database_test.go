@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -582,4 +583,60 @@ func TestPreparedQueries(t *testing.T) {
 			t.Fatal("query on a closed database succeeded")
 		}
 	})
+}
+
+// TestOpenPostgresSilentServerTimesOut: a server that takes the TCP
+// connection and never answers (what a dead pod behind dropped packets
+// looks like) costs one connect timeout, reported as unavailable, not the
+// minutes TCP would wait.
+func TestOpenPostgresSilentServerTimesOut(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() { // accept and hold every connection, say nothing
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				_ = c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	tests := []struct {
+		name    string
+		query   string
+		atLeast time.Duration
+		within  time.Duration
+	}{
+		{"default timeout", "sslmode=disable", 1500 * time.Millisecond, 5 * time.Second},
+		{"connect_timeout in the URL", "sslmode=disable&connect_timeout=1", 900 * time.Millisecond, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The context's deadline only keeps a regression from hanging the run.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			db, err := database.Open(ctx, "postgres://app:pw@"+l.Addr().String()+"/app?"+tt.query, nil)
+			took := time.Since(start)
+			if err == nil {
+				_ = db.Close()
+				t.Fatal("Open succeeded against a silent server")
+			}
+			if !database.IsUnavailable(err) {
+				t.Errorf("IsUnavailable(%v) = false", err)
+			}
+			if took < tt.atLeast || took > tt.within {
+				t.Errorf("Open gave up after %s, want between %s and %s", took, tt.atLeast, tt.within)
+			}
+		})
+	}
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
+// defaultConnectTimeout bounds one connection attempt when the URL sets no
+// connect_timeout.
+const defaultConnectTimeout = 2 * time.Second
+
 func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
 	safe := RedactURL(raw)
 	u, err := url.Parse(raw)
@@ -29,6 +33,13 @@ func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
 	}
 	if secret == "" {
 		secret = cfg.Password // from PGPASSWORD or a passfile
+	}
+	// Without a bound a connection attempt to a database that is gone (its
+	// pod deleted, packets dropped) waits for TCP to give up, minutes, and
+	// every call waiting on it runs into its client's deadline instead of
+	// failing with Unavailable. connect_timeout in the URL overrides it.
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = defaultConnectTimeout
 	}
 	db := stdlib.OpenDB(*cfg)
 	// Bounded so that several replicas stay well under the server's
