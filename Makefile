@@ -115,7 +115,7 @@ deploy: kind-load ## Install Prometheus Operator + Prometheus and the chart (Jae
 
 .PHONY: e2e
 e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests (build tag e2e) against the current kube context (E2E_NAMESPACE, default gatehouse)
-	PATH=$(KIND_CACHE)/bin:$$PATH go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./services/e2e/ || \
+	PATH=$(KIND_CACHE)/bin:$$PATH E2E_IMAGES_ENV=$(KIND_CACHE)/images-gatehouse.env go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./services/e2e/ || \
 		{ hack/kind/diagnose.sh e2e; exit 1; }
 
 .PHONY: kind-smoke

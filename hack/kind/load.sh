@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Gets every image the e2e deployment runs into the kind node:
-#   - Gatehouse's two images, built by hack/images.sh;
+#   - Gatehouse's two images, built by hack/images.sh, and the e2e tests'
+#     in-cluster load generator (hack/loadgen, FROM scratch);
 #   - the add-ons: Jaeger all-in-one, Prometheus Operator + config reloader,
 #     Prometheus, PostgreSQL. Online (default) the upstream images, pulled;
 #     AIRGAPPED=1 built locally by hack/kind/build-addon-images.sh.
@@ -35,6 +36,16 @@ for r in "${ours[@]}"; do
     *) die "hack/images.sh printed '$r', neither a -user nor an -auth image" ;;
   esac
 done
+# The load generator the e2e tests run inside the cluster: our code, so
+# built here in both modes (FROM scratch pulls nothing).
+mkdir -p "$CACHE/loadgen"
+(cd "$REPO_ROOT" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE/loadgen/loadgen" ./hack/loadgen) ||
+  die "building hack/loadgen failed"
+loadgen_hash=$(hash_of loadgen "$(sha256sum <"$CACHE/loadgen/loadgen")" "$(declare -f binary_image)")
+loadgen_image=gatehouse.local/loadgen:$loadgen_hash
+docker image inspect "$loadgen_image" >/dev/null 2>&1 ||
+  binary_image "$loadgen_image" "$CACHE/loadgen/loadgen:/loadgen" scratch "USER 65532:65532"
+ours+=("$loadgen_image")
 step "1/3 ${ours[*]}: $((SECONDS - t0))s"
 
 # --- 2. add-ons -------------------------------------------------------------------
@@ -71,6 +82,7 @@ env_file=$CACHE/images-$CLUSTER_NAME.env
   echo "# Written by hack/kind/load.sh: the images loaded into kind cluster '$CLUSTER_NAME'."
   echo "USER_IMAGE=$user_image"
   echo "AUTH_IMAGE=$auth_image"
+  echo "LOADGEN_IMAGE=$loadgen_image"
   echo "JAEGER_IMAGE=${addon[jaeger]}"
   echo "PROMETHEUS_OPERATOR_IMAGE=${addon[prometheus-operator]}"
   echo "PROMETHEUS_CONFIG_RELOADER_IMAGE=${addon[prometheus-config-reloader]}"

@@ -12,6 +12,8 @@
 //     step after step; each step reports how many were accepted (the
 //     invariant is exactly one) and whether reuse detection then refused
 //     the winner's new token.
+//   - probe: one Login, no warm-up, and the status it got: what a client
+//     in the cluster sees when the Auth service is down.
 //
 // The client side (serviceConfig, keepalive in policy.go) is the policy
 // the README documents for users to copy: what is measured here is what
@@ -19,6 +21,7 @@
 //
 //	loadgen [-scenario steady] [-rate 50] [-duration 60s] [-login-every 10]
 //	loadgen -scenario refresh-storm [-clients 20] [-steps 20]
+//	loadgen -scenario probe -email E -password P   (one Login, no warm-up)
 package main
 
 import (
@@ -39,6 +42,7 @@ import (
 const (
 	scenarioSteady = "steady"
 	scenarioStorm  = "refresh-storm"
+	scenarioProbe  = "probe"
 )
 
 // errUsage marks errors in the command line, so main can tell "you called
@@ -101,7 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.userAddr, "user-addr", "dns:///localhost:50051", "gRPC target of the User service (plaintext)")
 	fs.StringVar(&cfg.authAddr, "auth-addr", "dns:///localhost:50052", "gRPC target of the Auth service (plaintext)")
-	fs.StringVar(&cfg.scenario, "scenario", scenarioSteady, "steady or refresh-storm")
+	fs.StringVar(&cfg.scenario, "scenario", scenarioSteady, "steady, refresh-storm or probe")
 	fs.Float64Var(&cfg.rate, "rate", 50, "steady: calls per second, all methods together")
 	fs.DurationVar(&cfg.duration, "duration", 60*time.Second, "steady: how long to send")
 	fs.IntVar(&cfg.loginEvery, "login-every", 10, "steady: every Nth call is a Login, the others GetUser")
@@ -128,8 +132,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 func (c config) validate() error {
 	var errs []error
-	if c.scenario != scenarioSteady && c.scenario != scenarioStorm {
-		errs = append(errs, fmt.Errorf("-scenario must be %s or %s, got %q", scenarioSteady, scenarioStorm, c.scenario))
+	if c.scenario != scenarioSteady && c.scenario != scenarioStorm && c.scenario != scenarioProbe {
+		errs = append(errs, fmt.Errorf("-scenario must be %s, %s or %s, got %q", scenarioSteady, scenarioStorm, scenarioProbe, c.scenario))
 	}
 	positive := []struct {
 		name string
@@ -171,6 +175,9 @@ func execute(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer c.close()
+	if cfg.scenario == scenarioProbe {
+		return json.NewEncoder(stdout).Encode(runProbe(ctx, cfg, c))
+	}
 	sess, err := warmUp(ctx, cfg, c, stderr)
 	if err != nil {
 		return err

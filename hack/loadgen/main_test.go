@@ -321,6 +321,42 @@ func TestRefreshStorm(t *testing.T) {
 	}
 }
 
+// TestProbe: one Login from the cluster's point of view: OK with the
+// services up and the right password, Unauthenticated with a wrong one,
+// Unavailable (after the retries) when nothing listens at the Auth address.
+func TestProbe(t *testing.T) {
+	t.Parallel()
+	svc := startServices(t)
+	var warm bytes.Buffer
+	email := uniqueEmail()
+	// A steady run of one call creates the user the probes log in as.
+	if err := run(context.Background(), []string{"-user-addr", svc.userAddr, "-auth-addr", svc.authAddr,
+		"-email", email, "-rate", "10", "-duration", "100ms"}, &warm, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, authAddr, password, code string
+	}{
+		{"up", svc.authAddr, "loadgen password", "OK"},
+		{"wrong password", svc.authAddr, "not the password", "Unauthenticated"},
+		{"nothing listening", "dns:///" + freeAddr(t), "loadgen password", "Unavailable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout bytes.Buffer
+			args := []string{"-user-addr", svc.userAddr, "-auth-addr", tt.authAddr, "-scenario", "probe",
+				"-email", email, "-password", tt.password, "-timeout", "3s"}
+			if err := run(context.Background(), args, &stdout, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			r := decodeOne[probeReport](t, &stdout)
+			if r.Scenario != scenarioProbe || r.Method != "Login" || r.Code != tt.code {
+				t.Fatalf("report = %+v, want code %s", r, tt.code)
+			}
+		})
+	}
+}
+
 // TestTallyReport feeds synthetic results: 100 sent calls with latencies
 // 1..100 ms (every 10th a Login, the last two Unavailable), then 25 the
 // client refused.

@@ -63,24 +63,49 @@ func fullname() string {
 }
 
 func TestMain(m *testing.M) {
+	if err := connect(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		disconnect()
+		os.Exit(1)
+	}
+	code := m.Run()
+	disconnect()
+	os.Exit(code)
+}
+
+// stopForwards ends the port-forwards behind userAddr and authAddr.
+var stopForwards = func() {}
+
+// connect (re)opens the port-forwards to both Services. kubectl
+// port-forward picks one pod and dies with it, so tests that replace pods
+// call it again before handing the addresses on.
+func connect() error {
+	disconnect()
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
 	if userAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-user", 50051); err == nil {
 		authAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-auth", 50052)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
+	cmds := forwards
+	forwards = nil
+	stopForwards = func() {
 		cancel()
-		os.Exit(1)
+		// Reap them, or they outlive the test binary holding its output open.
+		for _, c := range cmds {
+			_ = c.Wait()
+		}
 	}
-	code := m.Run()
-	cancel()
-	// Reap the port-forwards before exiting, or they outlive the test
-	// binary holding its output open.
-	for _, c := range forwards {
-		_ = c.Wait()
+	return err
+}
+
+func disconnect() { stopForwards(); stopForwards = func() {} }
+
+// reconnect is connect for a test.
+func reconnect(t *testing.T) {
+	t.Helper()
+	if err := connect(); err != nil {
+		t.Fatal(err)
 	}
-	os.Exit(code)
 }
 
 var forwards []*exec.Cmd
@@ -147,7 +172,8 @@ func call(t *testing.T, addr, method, token string, req any, headers ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-plaintext", "-format-error", "-d", string(body)}
+	// -max-time: a hung call fails the test with DeadlineExceeded instead of hanging it.
+	args := []string{"-plaintext", "-format-error", "-max-time", "20", "-d", string(body)}
 	if token != "" {
 		args = append(args, "-H", "authorization: Bearer "+token)
 	}
