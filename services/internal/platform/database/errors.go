@@ -58,7 +58,7 @@ func IsUnavailable(err error) bool {
 		return false
 	}
 	for _, target := range []error{
-		driver.ErrBadConn, sql.ErrConnDone, errDBClosed(), pgconn.ErrConnClosed,
+		driver.ErrBadConn, sql.ErrConnDone, errDBClosed(), pgconn.ErrConnClosed, ErrRecentlyUnreachable,
 		context.DeadlineExceeded, io.ErrUnexpectedEOF,
 		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 	} {

@@ -41,7 +41,7 @@ func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = defaultConnectTimeout
 	}
-	db := stdlib.OpenDB(*cfg)
+	db := sql.OpenDB(&failFastConnector{Connector: stdlib.GetConnector(*cfg), now: time.Now})
 	// Bounded so that several replicas stay well under the server's
 	// max_connections (100 by default); tune through DB.SQL().
 	db.SetMaxOpenConns(16)
