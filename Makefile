@@ -100,6 +100,8 @@ export KIND_CACHE
 # of your own that is the kind cluster's, which kind-up writes here.
 export KUBECONFIG ?= $(KIND_CACHE)/kubeconfig
 E2E_TIMEOUT ?= 30m
+# A regexp of test names, e.g. E2E_RUN=TestKeyRotation; empty runs all.
+E2E_RUN ?=
 
 .PHONY: kind-up
 kind-up: ## Create the kind cluster `gatehouse` (AIRGAPPED=1: node and component images built locally, nothing pulled)
@@ -114,8 +116,8 @@ deploy: kind-load ## Install Prometheus Operator + Prometheus and the chart (Jae
 	hack/kind/deploy.sh
 
 .PHONY: e2e
-e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests (build tag e2e) against the current kube context (E2E_NAMESPACE, default gatehouse)
-	PATH=$(KIND_CACHE)/bin:$$PATH E2E_IMAGES_ENV=$(KIND_CACHE)/images-gatehouse.env go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./services/e2e/ || \
+e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests and guarantees (build tag e2e) against the current kube context (E2E_RUN selects tests)
+	PATH=$(KIND_CACHE)/bin:$$PATH E2E_IMAGES_ENV=$(KIND_CACHE)/images-gatehouse.env go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') -v ./services/e2e/ || \
 		{ hack/kind/diagnose.sh e2e; exit 1; }
 
 .PHONY: kind-smoke
