@@ -53,9 +53,15 @@ step "1/2 Prometheus Operator $PROMETHEUS_OPERATOR_VERSION and Prometheus in nam
 OPERATOR_SRC=$(mod_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
 restricted_namespace "$MON_NS"
 apply -f "$OPERATOR_SRC/example/prometheus-operator-crd/" || fail "applying the monitoring.coreos.com CRDs failed"
-"$KUBECTL" wait --for=condition=Established --timeout=60s \
-  crd/prometheuses.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com >/dev/null ||
-  fail "the monitoring.coreos.com CRDs are not Established"
+# Polled, not `kubectl wait`: right after the apply a CRD has no
+# status.conditions yet, and kubectl wait fails on that instead of waiting.
+deadline=$((SECONDS + 60))
+for crd in prometheuses servicemonitors prometheusrules; do
+  until [[ $("$KUBECTL" get "crd/$crd.monitoring.coreos.com" -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null) == True ]]; do
+    ((SECONDS < deadline)) || fail "CRD $crd.monitoring.coreos.com not Established within 60s"
+    sleep 1
+  done
+done
 # The example manifests name namespace "default" and the upstream images;
 # both are rewritten here, nothing else.
 manifests=$(mktemp -d)
