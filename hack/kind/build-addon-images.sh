@@ -26,8 +26,8 @@ set -euo pipefail
 _prog=build-addon-images
 source "$(dirname "$0")/lib.sh"
 need go jq docker debootstrap sha256sum
-[[ $(id -u) == 0 ]] || die "must run as root (debootstrap and chroot)"
-docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n1)"
+need_root "debootstrap and chroot"
+need_docker
 REPO=${ADDON_IMAGE_REPO:-gatehouse.local}
 LABEL=dev.gatehouse.inputs
 

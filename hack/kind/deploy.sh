@@ -29,10 +29,7 @@ WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}
 ensure_kind
 ensure_kubectl
 ensure_helm
-"$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" ||
-  die "no kind cluster '$CLUSTER_NAME': run make kind-up first (AIRGAPPED=1 without a registry)"
-"$KIND" export kubeconfig --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
-"$KUBECTL" get --raw /readyz >/dev/null || die "cluster '$CLUSTER_NAME' does not answer /readyz"
+require_cluster
 env_file=$CACHE/images-$CLUSTER_NAME.env
 [[ -f $env_file ]] || die "$env_file missing: run make kind-load (hack/kind/load.sh) first"
 # shellcheck source=/dev/null
@@ -40,12 +37,6 @@ source "$env_file"
 
 fail() { echo "$_prog: ERROR: $*" >&2; "$KIND_DIR/diagnose.sh" deploy; exit 1; }
 apply() { "$KUBECTL" apply --server-side --force-conflicts --field-manager=gatehouse-kind "$@" >/dev/null; }
-restricted_namespace() {
-  "$KUBECTL" create namespace "$1" --dry-run=client -o yaml |
-    "$KUBECTL" label --local -f - -o yaml \
-      pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest |
-    apply -f - || die "creating namespace $1 failed"
-}
 
 # --- 1. monitoring ----------------------------------------------------------------
 t0=$SECONDS

@@ -125,6 +125,8 @@ binary_image() {
 }
 
 need() { for c in "$@"; do command -v "$c" >/dev/null || die "'$c' not found on PATH"; done; }
+need_docker() { docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n1)"; }
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root ($1)"; }
 
 # hash_of STRING...: short sha256 of its arguments and of the build helpers
 # below. Callers pass every input: versions and the source of the function

@@ -20,9 +20,9 @@ need docker jq
 AIRGAPPED=${AIRGAPPED:-0}
 [[ $AIRGAPPED == 0 || $AIRGAPPED == 1 ]] || die "AIRGAPPED must be 0 or 1, not '$AIRGAPPED'"
 ensure_kind
+ensure_kubectl
+require_cluster
 NODE=$CLUSTER_NAME-control-plane
-"$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" ||
-  die "no kind cluster '$CLUSTER_NAME': run make kind-up first (AIRGAPPED=1 without a registry)"
 
 # --- 1. Gatehouse -----------------------------------------------------------------
 t0=$SECONDS

@@ -25,10 +25,7 @@ GRPCURL=${GRPCURL:-$REPO_ROOT/bin/grpcurl}
 ensure_kind
 ensure_kubectl
 ensure_helm
-"$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" ||
-  die "no kind cluster '$CLUSTER_NAME': run hack/kind/up.sh first (AIRGAPPED=1 without a registry)"
-"$KIND" export kubeconfig --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
-"$KUBECTL" get --raw /readyz >/dev/null || die "cluster '$CLUSTER_NAME' does not answer /readyz"
+require_cluster
 
 pf_pids=()
 cleanup() { for p in "${pf_pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -57,10 +54,7 @@ phase "2/6 loaded into the node" "$t0"
 
 # --- 3. install -------------------------------------------------------------------
 t0=$SECONDS
-"$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml |
-  "$KUBECTL" label --local -f - -o yaml \
-    pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest |
-  "$KUBECTL" apply -f - >&2 || die "creating namespace $NAMESPACE failed"
+restricted_namespace "$NAMESPACE"
 mkdir -p "$CACHE/logs"
 "$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
   --set image.tag="$tag" >"$CACHE/logs/smoke-helm-install.log" 2>&1 ||

@@ -1,4 +1,5 @@
-# Sourced by hack/kind/*.sh after lib.sh: locates or builds kind, kubectl, helm.
+# Sourced by hack/kind/*.sh after lib.sh: locates or builds kind, kubectl, helm,
+# and the checks and objects the cluster scripts share.
 # shellcheck shell=bash
 
 ensure_kind() {
@@ -35,4 +36,23 @@ ensure_helm() {
       die "building helm failed"
     HELM=$REPO_ROOT/bin/helm
   fi
+}
+
+# require_cluster: the kind cluster exists and its API server answers; its
+# kubeconfig is (re)written to $KUBECONFIG. After ensure_kind, ensure_kubectl.
+require_cluster() {
+  "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" ||
+    die "no kind cluster '$CLUSTER_NAME': run make kind-up first (AIRGAPPED=1 without a registry)"
+  "$KIND" export kubeconfig --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG" >/dev/null 2>&1
+  "$KUBECTL" get --raw /readyz >/dev/null || die "cluster '$CLUSTER_NAME' does not answer /readyz"
+}
+
+# restricted_namespace NS: creates or updates NS enforcing Pod Security
+# "restricted" (server-side apply: idempotent).
+restricted_namespace() {
+  "$KUBECTL" create namespace "$1" --dry-run=client -o yaml |
+    "$KUBECTL" label --local -f - -o yaml \
+      pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/enforce-version=latest |
+    "$KUBECTL" apply --server-side --force-conflicts --field-manager=gatehouse-kind -f - >/dev/null ||
+    die "creating namespace $1 failed"
 }

@@ -17,7 +17,7 @@ set -euo pipefail
 _prog=kind-up
 source "$(dirname "$0")/lib.sh"
 need go jq docker
-docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n1)"
+need_docker
 AIRGAPPED=${AIRGAPPED:-0}
 [[ $AIRGAPPED == 0 || $AIRGAPPED == 1 ]] || die "AIRGAPPED must be 0 or 1, not '$AIRGAPPED'"
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}
