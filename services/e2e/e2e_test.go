@@ -82,12 +82,18 @@ var stopForwards = func() {}
 func connect() error {
 	disconnect()
 	ctx, cancel := context.WithCancel(context.Background())
-	var err error
-	if userAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-user", 50051); err == nil {
-		authAddr, err = portForward(ctx, namespace, "svc/"+fullname()+"-auth", 50052)
+	var cmds []*exec.Cmd
+	forward := func(svc string, port int) (addr string, err error) {
+		var cmd *exec.Cmd
+		if addr, cmd, err = portForward(ctx, namespace, "svc/"+fullname()+"-"+svc, port); err == nil {
+			cmds = append(cmds, cmd)
+		}
+		return addr, err
 	}
-	cmds := forwards
-	forwards = nil
+	var err error
+	if userAddr, err = forward("user", 50051); err == nil {
+		authAddr, err = forward("auth", 50052)
+	}
 	stopForwards = func() {
 		cancel()
 		// Reap them, or they outlive the test binary holding its output open.
@@ -108,24 +114,22 @@ func reconnect(t *testing.T) {
 	}
 }
 
-var forwards []*exec.Cmd
-
 var forwarding = regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+)`)
 
 // portForward runs kubectl port-forward to a random local port and returns
-// the local address once kubectl reports it.
-func portForward(ctx context.Context, ns, target string, port int) (string, error) {
+// the local address once kubectl reports it, and the running kubectl,
+// which ends with ctx and must then be waited for.
+func portForward(ctx context.Context, ns, target string, port int) (string, *exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, kubectl, "-n", ns, "port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", port))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("kubectl port-forward %s: %w", target, err)
+		return "", nil, fmt.Errorf("kubectl port-forward %s: %w", target, err)
 	}
-	forwards = append(forwards, cmd)
 	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -140,11 +144,11 @@ func portForward(ctx context.Context, ns, target string, port int) (string, erro
 	}()
 	select {
 	case addr := <-found:
-		return addr, nil
+		return addr, cmd, nil
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait() // after this, stderr is no longer written
-		return "", fmt.Errorf("kubectl port-forward %s: no local port within 30s: %s", target, stderr.String())
+		return "", nil, fmt.Errorf("kubectl port-forward %s: no local port within 30s: %s", target, stderr.String())
 	}
 }
 
@@ -152,13 +156,11 @@ func portForward(ctx context.Context, ns, target string, port int) (string, erro
 func forwardFor(t *testing.T, ns, target string, port int) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, err := portForward(ctx, ns, target, port)
+	addr, cmd, err := portForward(ctx, ns, target, port)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
-	cmd := forwards[len(forwards)-1]
-	forwards = forwards[:len(forwards)-1]
 	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
 	return addr
 }
@@ -316,36 +318,16 @@ func TestPodsRestrictedAndStable(t *testing.T) {
 			t.Errorf("pods in namespace %s violate Pod Security restricted:\n%s", ns, stderr.String())
 		}
 	}
-	out, err := exec.Command(kubectl, "-n", namespace, "get", "pods", "-o", "json").Output()
-	if err != nil {
-		t.Fatal(err)
+	all := pods(t, "")
+	if len(all) < 2 {
+		t.Fatalf("%d pods in %s, want at least the two services", len(all), namespace)
 	}
-	var pods struct {
-		Items []struct {
-			Metadata struct{ Name string } `json:"metadata"`
-			Status   struct {
-				Phase             string `json:"phase"`
-				ContainerStatuses []struct {
-					Name         string `json:"name"`
-					RestartCount int    `json:"restartCount"`
-				} `json:"containerStatuses"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := json.Unmarshal(out, &pods); err != nil {
-		t.Fatal(err)
-	}
-	if len(pods.Items) < 2 {
-		t.Fatalf("%d pods in %s, want at least the two services", len(pods.Items), namespace)
-	}
-	for _, p := range pods.Items {
-		if p.Status.Phase != "Running" && p.Status.Phase != "Succeeded" {
-			t.Errorf("pod %s is %s", p.Metadata.Name, p.Status.Phase)
+	for _, p := range all {
+		if p.Phase != "Running" && p.Phase != "Succeeded" {
+			t.Errorf("pod %s is %s", p.Name, p.Phase)
 		}
-		for _, c := range p.Status.ContainerStatuses {
-			if c.RestartCount != 0 {
-				t.Errorf("pod %s container %s restarted %d times", p.Metadata.Name, c.Name, c.RestartCount)
-			}
+		if p.Restarts != 0 {
+			t.Errorf("pod %s restarted %d times", p.Name, p.Restarts)
 		}
 	}
 }

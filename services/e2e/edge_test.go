@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,8 +30,26 @@ import (
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 )
 
-// Memory limits of the e2e release (hack/kind/values-e2e.yaml).
-var memoryLimits = map[string]float64{"gatehouse-user": 256 << 20, "gatehouse-auth": 128 << 20}
+// memoryLimit is the memory limit, in bytes, of a service's container as
+// deployed (the chart's values), e.g. "256Mi".
+func memoryLimit(t *testing.T, svc string) float64 {
+	t.Helper()
+	q := strings.TrimSpace(kubectlRun(t, "-n", namespace, "get", "deployment", fullname()+"-"+svc, "-o",
+		`jsonpath={.spec.template.spec.containers[?(@.name=="`+svc+`")].resources.limits.memory}`))
+	units := []struct {
+		suffix string
+		bytes  float64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"", 1}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(q, u.suffix); ok {
+			if v, err := strconv.ParseFloat(n, 64); err == nil && v > 0 {
+				return v * u.bytes
+			}
+		}
+	}
+	t.Fatalf("deployment %s-%s: memory limit %q, want a positive quantity", fullname(), svc, q)
+	return 0
+}
 
 func dialEdge(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
@@ -207,7 +226,8 @@ func TestBadInputAtTheEdge(t *testing.T) {
 	prom := forwardFor(t, monitoring, prometheusService, 9090)
 	time.Sleep(12 * time.Second) // one more scrape after the battery
 	window := fmt.Sprintf("%ds", int(time.Since(start).Seconds())+15)
-	for job, limit := range memoryLimits {
+	for _, svc := range []string{"user", "auth"} {
+		job, limit := "gatehouse-"+svc, memoryLimit(t, svc)
 		q := fmt.Sprintf(`max(max_over_time(process_resident_memory_bytes{namespace=%q, job=%q}[%s]))`, namespace, job, window)
 		peak, err := scalar(prom, q)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +104,17 @@ func startLoadgen(t *testing.T, name string, args ...string) *loadgen {
 	return lg
 }
 
+// progressLine is loadgen's periodic "loadgen: 10s sent=..." line, printed
+// only once the warm-up is over and the clock runs.
+var progressLine = regexp.MustCompile(`(?m)^loadgen: \S+ sent=\d+`)
+
 // waitWarm returns once the run's clock started (the pod logged its first
 // progress line) or the pod already finished.
 func (l *loadgen) waitWarm() {
 	l.t.Helper()
 	eventually(l.t, 2*time.Minute, "loadgen "+l.name+" warmed up", func() error {
 		out, _ := exec.Command(kubectl, "-n", namespace, "logs", l.name).CombinedOutput()
-		if strings.Contains(string(out), "loadgen: ") && !strings.Contains(string(out), "warm-up attempt") || strings.Contains(string(out), `"scenario"`) {
+		if progressLine.Match(out) || strings.Contains(string(out), `"scenario"`) {
 			return nil
 		}
 		phase, _ := exec.Command(kubectl, "-n", namespace, "get", "pod", l.name, "-o", "jsonpath={.status.phase}").Output()
@@ -180,15 +185,21 @@ func (r steadyReport) String() string {
 }
 
 type podState struct {
-	Name     string
-	Ready    bool
-	Restarts int
+	Name        string
+	Phase       string
+	Ready       bool
+	Restarts    int // over all its containers
+	Terminating bool
 }
 
-// podsOf lists the pods of one component of the release.
-func podsOf(t *testing.T, component string) []podState {
+// pods lists the pods of the namespace that match a label selector
+// (empty: all of them).
+func pods(t *testing.T, selector string) []podState {
 	t.Helper()
-	out := kubectlRun(t, "-n", namespace, "get", "pods", "-l", "app.kubernetes.io/instance="+release+",app.kubernetes.io/component="+component, "-o", "json")
+	args := []string{"-n", namespace, "get", "pods", "-o", "json"}
+	if selector != "" {
+		args = append(args, "-l", selector)
+	}
 	var list struct {
 		Items []struct {
 			Metadata struct {
@@ -196,6 +207,7 @@ func podsOf(t *testing.T, component string) []podState {
 				DeletionTimestamp *string `json:"deletionTimestamp"`
 			} `json:"metadata"`
 			Status struct {
+				Phase      string `json:"phase"`
 				Conditions []struct {
 					Type   string `json:"type"`
 					Status string `json:"status"`
@@ -206,15 +218,12 @@ func podsOf(t *testing.T, component string) []podState {
 			} `json:"status"`
 		} `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(out), &list); err != nil {
+	if err := json.Unmarshal([]byte(kubectlRun(t, args...)), &list); err != nil {
 		t.Fatal(err)
 	}
-	var pods []podState
+	var out []podState
 	for _, p := range list.Items {
-		if p.Metadata.DeletionTimestamp != nil {
-			continue
-		}
-		ps := podState{Name: p.Metadata.Name}
+		ps := podState{Name: p.Metadata.Name, Phase: p.Status.Phase, Terminating: p.Metadata.DeletionTimestamp != nil}
 		for _, c := range p.Status.Conditions {
 			if c.Type == "Ready" {
 				ps.Ready = c.Status == "True"
@@ -223,9 +232,22 @@ func podsOf(t *testing.T, component string) []podState {
 		for _, c := range p.Status.ContainerStatuses {
 			ps.Restarts += c.RestartCount
 		}
-		pods = append(pods, ps)
+		out = append(out, ps)
 	}
-	return pods
+	return out
+}
+
+// podsOf lists the pods of one component of the release, leaving out
+// those already terminating.
+func podsOf(t *testing.T, component string) []podState {
+	t.Helper()
+	var live []podState
+	for _, p := range pods(t, "app.kubernetes.io/instance="+release+",app.kubernetes.io/component="+component) {
+		if !p.Terminating {
+			live = append(live, p)
+		}
+	}
+	return live
 }
 
 func noRestarts(t *testing.T, components ...string) {
