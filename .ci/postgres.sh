@@ -18,6 +18,9 @@ if [[ -z "${ver:-}" ]]; then
   log "creating cluster $ver/$cluster"
   pg_createcluster "$ver" "$cluster" >&2
 fi
+# The socket directory must be the postgres user's: a machine where an older
+# add-on image build chowned it (see build-addon-images.sh) could not start.
+install -d -o postgres -g postgres -m 2775 /var/run/postgresql
 if ! pg_lsclusters -h | awk -v v="$ver" -v c="$cluster" '$1==v && $2==c {print $4}' | grep -q online; then
   log "starting cluster $ver/$cluster"
   pg_ctlcluster "$ver" "$cluster" start >&2

@@ -49,10 +49,11 @@ build_postgres_rootfs() { # DIR
   # The package's default cluster: the entrypoint creates one in PGDATA.
   rm -rf "$root/var/lib/postgresql/$PG_MAJOR" "$root/etc/postgresql/$PG_MAJOR"
   install -m 0755 "$KIND_DIR/postgres/docker-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
-  mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql" "$root/docker-entrypoint-initdb.d"
-  chown 999:999 "$root/var/lib/postgresql/data" "$root/var/run/postgresql"
-  chmod 0700 "$root/var/lib/postgresql/data"
-  chmod 2775 "$root/var/run/postgresql"
+  # Inside the chroot: the rootfs's /var/run is an absolute symlink to /run,
+  # which from outside would resolve to (and chown) the host's /run/postgresql.
+  chroot "$root" install -d -o 999 -g 999 -m 0700 /var/lib/postgresql/data
+  chroot "$root" install -d -o 999 -g 999 -m 2775 /var/run/postgresql
+  chroot "$root" install -d -m 0755 /docker-entrypoint-initdb.d
   rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
 }
 PG_CONFIG=(
