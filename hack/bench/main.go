@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -55,12 +56,14 @@ type options struct {
 	out              string
 	scenarios        *regexp.Regexp
 	profile          string
+	rounds           int
+	serverEnv        []string
 }
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
-	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "discarded warm-up per scenario")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario and round")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "discarded warm-up before each measurement")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "calls in flight")
 	flag.IntVar(&o.conns, "conns", 4, "gRPC connections the calls share")
 	flag.IntVar(&o.loginConcurrency, "login-concurrency", 50, "calls in flight for Login (argon2id memory test)")
@@ -69,8 +72,20 @@ func main() {
 		o.scenarios, err = regexp.Compile(v)
 		return err
 	})
-	flag.StringVar(&o.profile, "profile", "", "directory for a CPU profile of the measured server(s) per scenario (go tool pprof)")
+	flag.StringVar(&o.profile, "profile", "", "directory for CPU and allocation profiles of the measured server(s) per scenario, taken in the last round (go tool pprof)")
+	flag.IntVar(&o.rounds, "rounds", 3, "times each scenario is measured, each right after a baseline run; figures are medians")
+	flag.Func("server-env", "KEY=VALUE added to the Gatehouse servers' environment, to try a setting (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("want KEY=VALUE, got %q", v)
+		}
+		o.serverEnv = append(o.serverEnv, v)
+		return nil
+	})
 	flag.Parse()
+	if o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
+		os.Exit(2)
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -79,16 +94,74 @@ func main() {
 
 // Result is one scenario's figures.
 type Result struct {
-	Scenario    string  `json:"scenario"`
-	Calls       int64   `json:"calls"`
-	Errors      int64   `json:"errors"`
-	QPS         float64 `json:"qps"`
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	CPUPerCall  float64 `json:"server_cpu_us_per_call"`
-	PeakRSSMiB  float64 `json:"peak_rss_mib"`
-	Concurrency int     `json:"concurrency"`
-	Note        string  `json:"note,omitempty"`
+	Scenario   string  `json:"scenario"`
+	Calls      int64   `json:"calls"`
+	Errors     int64   `json:"errors"`
+	QPS        float64 `json:"qps"`
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	CPUPerCall float64 `json:"server_cpu_us_per_call"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	// PeakRSSByProcess splits PeakRSSMiB when a scenario has several servers.
+	PeakRSSByProcess map[string]float64 `json:"peak_rss_mib_by_process,omitempty"`
+	peaks            []float64
+	Concurrency      int    `json:"concurrency"`
+	Note             string `json:"note,omitempty"`
+
+	// Set on summaries: medians over the rounds of each figure and of its
+	// ratio to the baseline run just before it (1 for the baseline).
+	QPSRatio float64  `json:"qps_ratio,omitempty"`
+	P99Ratio float64  `json:"p99_ratio,omitempty"`
+	CPURatio float64  `json:"cpu_ratio,omitempty"`
+	Runs     []Result `json:"runs,omitempty"`
+}
+
+// summarize folds the rounds of one scenario into medians (peak RSS: the
+// highest); pairs holds each run with its baseline, nil for the baseline.
+func summarize(runs []Result, pairs [][2]Result) Result {
+	med := func(f func(int) float64, n int) float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = f(i)
+		}
+		slices.Sort(v)
+		if n%2 == 1 {
+			return v[n/2]
+		}
+		return (v[n/2-1] + v[n/2]) / 2
+	}
+	s := Result{Scenario: runs[0].Scenario, Note: runs[0].Note, Concurrency: runs[0].Concurrency, Runs: runs,
+		QPSRatio: 1, P99Ratio: 1, CPURatio: 1}
+	for _, r := range runs {
+		s.Calls += r.Calls
+		s.Errors += r.Errors
+		s.PeakRSSMiB = max(s.PeakRSSMiB, r.PeakRSSMiB)
+		for n, v := range r.PeakRSSByProcess {
+			if s.PeakRSSByProcess == nil {
+				s.PeakRSSByProcess = map[string]float64{}
+			}
+			s.PeakRSSByProcess[n] = max(s.PeakRSSByProcess[n], v)
+		}
+	}
+	n := len(runs)
+	s.QPS = med(func(i int) float64 { return runs[i].QPS }, n)
+	s.P50ms = med(func(i int) float64 { return runs[i].P50ms }, n)
+	s.P99ms = med(func(i int) float64 { return runs[i].P99ms }, n)
+	s.CPUPerCall = med(func(i int) float64 { return runs[i].CPUPerCall }, n)
+	if pairs != nil {
+		ratio := func(f func(Result) float64) float64 {
+			return med(func(i int) float64 {
+				if b := f(pairs[i][1]); b != 0 {
+					return f(pairs[i][0]) / b
+				}
+				return 0
+			}, len(pairs))
+		}
+		s.QPSRatio = ratio(func(r Result) float64 { return r.QPS })
+		s.P99Ratio = ratio(func(r Result) float64 { return r.P99ms })
+		s.CPURatio = ratio(func(r Result) float64 { return r.CPUPerCall })
+	}
+	return s
 }
 
 // Report is everything one run measured.
@@ -97,6 +170,7 @@ type Report struct {
 	Machine   string             `json:"machine"`
 	GoVersion string             `json:"go_version"`
 	Pinned    bool               `json:"pinned"`
+	Rounds    int                `json:"rounds"`
 	Results   []Result           `json:"results"`
 	Startup   map[string]float64 `json:"start_to_serving_ms"`
 	IdleRSS   map[string]float64 `json:"idle_rss_mib"`
@@ -112,7 +186,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(work)
 	rep := Report{
-		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), GoVersion: runtime.Version(),
+		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), GoVersion: runtime.Version(), Rounds: o.rounds,
 		Startup: map[string]float64{}, IdleRSS: map[string]float64{}, Binaries: map[string]float64{}, Images: map[string]string{},
 	}
 
@@ -157,6 +231,7 @@ func run(ctx context.Context, o options) error {
 		"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1",
 	}
 	common := append([]string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s", "PPROF_ENABLED=" + strconv.FormatBool(o.profile != "")}, otel...)
+	common = append(common, o.serverEnv...)
 	ports := freePorts(10)
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 
@@ -192,20 +267,28 @@ func run(ctx context.Context, o options) error {
 		"LOGIN_RATE_PER_EMAIL=0", "LOGIN_RATE_PER_ADDR=0"), addr(1), addr(2)); err != nil {
 		return err
 	}
-	userEnv := func(grpc, http int, cache string) []string {
-		return append(append([]string{}, common...),
+	// Three User service processes differ only in their caches. They share
+	// one SQLite file, which production never does (one writer); here only
+	// "user" writes, while seeding, before any scenario reads.
+	userEnv := func(grpc, http int, caches ...string) []string {
+		return append(append(append([]string{}, common...),
 			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL=sqlite://"+filepath.Join(work, "user.db"),
-			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json", "TOKEN_CACHE_SIZE="+cache,
-			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password")
+			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json",
+			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password"), caches...)
 	}
-	if err := start("user", "user", nil, userEnv(3, 4, "10000"), addr(3), addr(4)); err != nil {
+	if err := start("user", "user", nil, userEnv(3, 4), addr(3), addr(4)); err != nil {
 		return err
 	}
-	if err := start("user-nocache", "user", nil, userEnv(5, 6, "0"), addr(5), addr(6)); err != nil {
+	if err := start("user-nocache", "user", nil, userEnv(5, 6, "TOKEN_CACHE_SIZE=0"), addr(5), addr(6)); err != nil {
+		return err
+	}
+	if err := start("user-nousercache", "user", nil, userEnv(7, 8, "USER_CACHE_SIZE=0"), addr(7), addr(8)); err != nil {
 		return err
 	}
 
-	c, err := newClients(o.conns, addr(0), addr(1), addr(3), addr(5))
+	c, err := newClients(o.conns, addr(1), map[string]string{
+		"baseline": addr(0), "user": addr(3), "user-nocache": addr(5), "user-nousercache": addr(7),
+	})
 	if err != nil {
 		return err
 	}
@@ -222,7 +305,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	adminID := valid.GetSubject()
-	if err := seedUsers(ctx, c.user[0], 60); err != nil {
+	if err := seedUsers(ctx, c.users["user"][0], 60); err != nil {
 		return err
 	}
 
@@ -237,19 +320,23 @@ func run(ctx context.Context, o options) error {
 	refresh := make([]string, max(o.concurrency, o.loginConcurrency))
 	scenarios := []scen{
 		{name: "baseline GetUser (bare grpc-go)", pids: []string{"baseline"}, call: func(ctx context.Context, _, i int) error {
-			_, err := c.baseline[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			_, err := c.users["baseline"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
 			return err
 		}},
-		{name: "GetUser, token cache on", pids: []string{"user"}, call: func(ctx context.Context, _, i int) error {
-			_, err := c.user[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+		{name: "GetUser, token and user caches on", pids: []string{"user"}, call: func(ctx context.Context, _, i int) error {
+			_, err := c.users["user"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
 			return err
 		}},
 		{name: "GetUser, token cache off", pids: []string{"user-nocache"}, call: func(ctx context.Context, _, i int) error {
-			_, err := c.userNoCache[i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			_, err := c.users["user-nocache"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
+			return err
+		}},
+		{name: "GetUser, user cache off", pids: []string{"user-nousercache"}, note: "every call reads SQLite", call: func(ctx context.Context, _, i int) error {
+			_, err := c.users["user-nousercache"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
 			return err
 		}},
 		{name: "ListUsers, page of 50", pids: []string{"user"}, call: func(ctx context.Context, _, i int) error {
-			r, err := c.user[i].ListUsers(adminCtx, &userv1.ListUsersRequest{PageSize: 50})
+			r, err := c.users["user"][i].ListUsers(adminCtx, &userv1.ListUsersRequest{PageSize: 50})
 			if err == nil && len(r.GetUsers()) != 50 {
 				return fmt.Errorf("got %d users", len(r.GetUsers()))
 			}
@@ -286,10 +373,9 @@ func run(ctx context.Context, o options) error {
 				return err
 			}},
 	}
-	for _, s := range scenarios {
-		if o.scenarios != nil && !o.scenarios.MatchString(s.name) {
-			continue
-		}
+	// measure runs scenario s once; profile saves CPU and allocation
+	// profiles of its servers over the measured window.
+	measure := func(s scen, profile bool) (Result, error) {
 		conc := o.concurrency
 		if s.conc > 0 {
 			conc = s.conc
@@ -297,21 +383,24 @@ func run(ctx context.Context, o options) error {
 		step(fmt.Sprintf("scenario %q: %d in flight, %s warm-up, %s measured", s.name, conc, o.warmup, o.duration))
 		if s.before != nil {
 			if err := s.before(conc); err != nil {
-				return fmt.Errorf("%s: setup: %w", s.name, err)
+				return Result{}, fmt.Errorf("%s: setup: %w", s.name, err)
 			}
 		}
 		var pids []int
 		var profiles sync.WaitGroup
 		for _, n := range s.pids {
 			pids = append(pids, procs[n].cmd.Process.Pid)
-			if o.profile != "" && procs[n].httpAddr != "" {
+			if !profile || procs[n].httpAddr == "" {
+				continue
+			}
+			for _, kind := range []string{"profile", "allocs"} {
 				profiles.Add(1)
 				go func() {
 					defer profiles.Done()
 					// Starts after the warm-up, covers the measured window.
 					time.Sleep(o.warmup)
-					name := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(s.name) + "." + n + ".pprof"
-					if err := fetchProfile(procs[n].httpAddr, o.duration, filepath.Join(o.profile, name)); err != nil {
+					name := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(s.name) + "." + n + "." + kind + ".pprof"
+					if err := fetchProfile(procs[n].httpAddr, kind, o.duration, filepath.Join(o.profile, name)); err != nil {
 						fmt.Println("  profile:", err)
 					}
 				}()
@@ -320,9 +409,49 @@ func run(ctx context.Context, o options) error {
 		r := drive(ctx, conc, o.conns, o.warmup, o.duration, pids, s.call)
 		profiles.Wait()
 		r.Scenario, r.Note = s.name, s.note
-		rep.Results = append(rep.Results, r)
+		if len(s.pids) > 1 {
+			r.PeakRSSByProcess = map[string]float64{}
+			for i, n := range s.pids {
+				r.PeakRSSByProcess[n] = r.peaks[i]
+			}
+		}
 		fmt.Printf("  %.0f calls/s, p50 %.2f ms, p99 %.2f ms, %.0f µs CPU/call, peak RSS %.1f MiB, %d errors\n",
 			r.QPS, r.P50ms, r.P99ms, r.CPUPerCall, r.PeakRSSMiB, r.Errors)
+		return r, nil
+	}
+
+	// This VM's speed drifts by a third within minutes (neighbours), so
+	// every scenario is measured right after a baseline run, in several
+	// rounds, and each ratio is the median of those paired ratios.
+	base, selected := scenarios[0], []scen{}
+	for _, s := range scenarios[1:] {
+		if o.scenarios == nil || o.scenarios.MatchString(s.name) {
+			selected = append(selected, s)
+		}
+	}
+	runs := map[string][]Result{}
+	var pairs = map[string][][2]Result{}
+	for round := 1; round <= o.rounds; round++ {
+		step(fmt.Sprintf("round %d of %d", round, o.rounds))
+		for _, s := range selected {
+			b, err := measure(base, false)
+			if err != nil {
+				return err
+			}
+			r, err := measure(s, o.profile != "" && round == o.rounds)
+			if err != nil {
+				return err
+			}
+			runs[base.name] = append(runs[base.name], b)
+			runs[s.name] = append(runs[s.name], r)
+			pairs[s.name] = append(pairs[s.name], [2]Result{r, b})
+		}
+	}
+	if len(selected) > 0 {
+		rep.Results = append(rep.Results, summarize(runs[base.name], nil))
+		for _, s := range selected {
+			rep.Results = append(rep.Results, summarize(runs[s.name], pairs[s.name]))
+		}
 	}
 	rep.Spans = spans.Load()
 
@@ -405,7 +534,9 @@ func drive(ctx context.Context, conc, conns int, warmup, dur time.Duration, pids
 		r.CPUPerCall = (cpu1 - cpu0) / float64(r.Calls) * 1e6
 	}
 	for _, pid := range pids {
-		r.PeakRSSMiB += peakRSSMiB(pid)
+		peak := peakRSSMiB(pid)
+		r.PeakRSSMiB += peak
+		r.peaks = append(r.peaks, peak)
 	}
 	if e, ok := firstErr.Load().(string); ok {
 		fmt.Println("  first error:", e)
@@ -417,24 +548,14 @@ func markdown(rep Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %s, %s, %s. Servers pinned apart from the load generator: %v. Spans exported to the OTLP sink: %d.\n\n",
 		rep.Machine, rep.GoVersion, rep.Date, rep.Pinned, rep.Spans)
+	fmt.Fprintf(&b, "Each figure is the median of %d rounds; each scenario ran right after a baseline run and "+
+		"\"× base\" is the median of those paired ratios.\n\n", rep.Rounds)
 	b.WriteString("| Scenario | In flight | QPS | × base | p50 ms | p99 ms | p99 × base | CPU µs/call | × base | Peak RSS MiB | Errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var base Result
 	for _, r := range rep.Results {
-		if strings.HasPrefix(r.Scenario, "baseline") {
-			base = r
-		}
-	}
-	ratio := func(a, b float64) string {
-		if b == 0 {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f", a/b)
-	}
-	for _, r := range rep.Results {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %.2f | %.2f | %s | %.0f | %s | %.1f | %d |\n",
-			r.Scenario, r.Concurrency, r.QPS, ratio(r.QPS, base.QPS), r.P50ms, r.P99ms, ratio(r.P99ms, base.P99ms),
-			r.CPUPerCall, ratio(r.CPUPerCall, base.CPUPerCall), r.PeakRSSMiB, r.Errors)
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %.1f | %d |\n",
+			r.Scenario, r.Concurrency, r.QPS, r.QPSRatio, r.P50ms, r.P99ms, r.P99Ratio,
+			r.CPUPerCall, r.CPURatio, r.PeakRSSMiB, r.Errors)
 	}
 	b.WriteString("\n| Process | Start → SERVING ms | Idle RSS MiB | Binary MiB | Image MiB |\n|---|---:|---:|---:|---:|\n")
 	for _, n := range []string{"baseline", "user", "auth"} {
@@ -448,19 +569,28 @@ func markdown(rep Report) string {
 		if r.Note != "" {
 			fmt.Fprintf(&b, "\n%s: %s.", r.Scenario, r.Note)
 		}
+		if len(r.PeakRSSByProcess) > 0 {
+			var parts []string
+			for _, n := range slices.Sorted(maps.Keys(r.PeakRSSByProcess)) {
+				parts = append(parts, fmt.Sprintf("%s %.1f MiB", n, r.PeakRSSByProcess[n]))
+			}
+			fmt.Fprintf(&b, "\n%s: peak RSS %s.", r.Scenario, strings.Join(parts, ", "))
+		}
 	}
 	b.WriteString("\n")
 	return b.String()
 }
 
 type clients struct {
-	conns                       []*grpc.ClientConn
-	baseline, user, userNoCache []userv1.UserServiceClient
-	auth                        []authv1.AuthServiceClient
+	conns []*grpc.ClientConn
+	// users holds n connections' clients per User service process (and
+	// the baseline, which serves the same API), keyed by process name.
+	users map[string][]userv1.UserServiceClient
+	auth  []authv1.AuthServiceClient
 }
 
-func newClients(n int, baseline, auth, user, userNoCache string) (*clients, error) {
-	c := &clients{}
+func newClients(n int, auth string, users map[string]string) (*clients, error) {
+	c := &clients{users: map[string][]userv1.UserServiceClient{}}
 	dial := func(addr string) (*grpc.ClientConn, error) {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err == nil {
@@ -469,22 +599,20 @@ func newClients(n int, baseline, auth, user, userNoCache string) (*clients, erro
 		return conn, err
 	}
 	for range n {
-		for _, t := range []struct {
-			addr string
-			add  func(*grpc.ClientConn)
-		}{
-			{baseline, func(cc *grpc.ClientConn) { c.baseline = append(c.baseline, userv1.NewUserServiceClient(cc)) }},
-			{user, func(cc *grpc.ClientConn) { c.user = append(c.user, userv1.NewUserServiceClient(cc)) }},
-			{userNoCache, func(cc *grpc.ClientConn) { c.userNoCache = append(c.userNoCache, userv1.NewUserServiceClient(cc)) }},
-			{auth, func(cc *grpc.ClientConn) { c.auth = append(c.auth, authv1.NewAuthServiceClient(cc)) }},
-		} {
-			cc, err := dial(t.addr)
+		for name, addr := range users {
+			cc, err := dial(addr)
 			if err != nil {
 				c.close()
 				return nil, err
 			}
-			t.add(cc)
+			c.users[name] = append(c.users[name], userv1.NewUserServiceClient(cc))
 		}
+		cc, err := dial(auth)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.auth = append(c.auth, authv1.NewAuthServiceClient(cc))
 	}
 	return c, nil
 }
@@ -617,12 +745,13 @@ func otlpSink() (string, *atomic.Int64, func(), error) {
 	return l.Addr().String(), &n, s.Stop, nil
 }
 
-// fetchProfile saves a CPU profile of the server at httpAddr taken over d.
-func fetchProfile(httpAddr string, d time.Duration, path string) error {
+// fetchProfile saves a profile of the server at httpAddr taken over d:
+// kind "profile" for CPU, "allocs" for the allocations made during d.
+func fetchProfile(httpAddr, kind string, d time.Duration, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, max(1, int(d.Seconds())))
+	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", httpAddr, kind, max(1, int(d.Seconds())))
 	resp, err := http.Get(url) //nolint:noctx // bounded by the profile length
 	if err != nil {
 		return err

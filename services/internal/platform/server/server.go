@@ -14,10 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -94,22 +91,18 @@ func New(cfg Config, o Options) *Server {
 		forceStop: make(chan struct{}),
 	}
 
-	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool { return !isProbe(c.FullMethod()) })
-	logOpts := []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithLevels(callLevel),
-	}
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error")
 	})
 
+	calls := callLogger{log: s.log}
 	unary := append(o.Metrics.UnaryServerInterceptors(),
-		selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(slogAdapter(s.log), logOpts...), notHealth),
+		calls.unary,
 		recovery.UnaryServerInterceptor(recoverOpt),
 	)
 	stream := append(o.Metrics.StreamServerInterceptors(),
-		selector.StreamServerInterceptor(logging.StreamServerInterceptor(slogAdapter(s.log), logOpts...), notHealth),
+		calls.stream,
 		recovery.StreamServerInterceptor(recoverOpt),
 	)
 	unary = append(unary, o.Unary...)
@@ -122,7 +115,7 @@ func New(cfg Config, o Options) *Server {
 		// A fixed pool of stream workers keeps goroutines whose stacks have
 		// already grown to what a call needs; a fresh goroutine per call
 		// spent ~15% of GetUser's CPU growing and copying its stack.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		grpc.NumStreamWorkers(uint32(max(64, 8*runtime.GOMAXPROCS(0)))),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.MaxHeaderListSize(cfg.MaxHeaderListBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
@@ -338,25 +331,4 @@ func (s *Server) Status(service string) healthpb.HealthCheckResponse_ServingStat
 		return healthpb.HealthCheckResponse_SERVICE_UNKNOWN
 	}
 	return resp.GetStatus()
-}
-
-func callLevel(code codes.Code) logging.Level {
-	switch code {
-	case codes.OK:
-		return logging.LevelDebug
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
-		return logging.LevelError
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
-		return logging.LevelWarn
-	default:
-		return logging.LevelInfo
-	}
-}
-
-// slogAdapter lets go-grpc-middleware's logging interceptor write through
-// slog, keeping trace ids on the call-finished line.
-func slogAdapter(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
 }

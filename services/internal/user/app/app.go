@@ -90,7 +90,11 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	users := store.New(a.db)
+	var users user.Store = store.New(a.db)
+	if a.db.Dialect() == database.DialectSQLite {
+		// Only on SQLite is this process the database's one writer.
+		users = store.NewCached(users, cfg.UserCacheSize)
+	}
 
 	metrics := telemetry.NewMetrics()
 	a.Server = server.New(cfg.Server, server.Options{

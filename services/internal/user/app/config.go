@@ -52,6 +52,11 @@ type Config struct {
 	TokenCacheSize int    `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	JWTIssuer      string `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
 	JWTAudience    string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+
+	// UserCacheSize bounds the users kept in memory for GetUser, by id.
+	// Used on SQLite only, where this process is the database's one writer
+	// and so always knows when an entry changes; 0 turns it off.
+	UserCacheSize int `env:"USER_CACHE_SIZE" envDefault:"10000"`
 }
 
 // LoadConfig reads the environment with the User service's defaults.

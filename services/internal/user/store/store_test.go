@@ -25,14 +25,26 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// each runs fn on a fresh, migrated SQLite and PostgreSQL database.
-func each(t *testing.T, fn func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB)) {
+// each runs fn on a fresh, migrated SQLite and PostgreSQL database, through
+// the store and again through the store behind Cached: both must keep the
+// same contract.
+func each(t *testing.T, fn func(t *testing.T, ctx context.Context, s user.Store, db *database.DB)) {
 	t.Helper()
-	dbtest.Each(t, store.Migrations, func(t *testing.T, db *database.DB) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		fn(t, ctx, store.New(db), db)
-	})
+	for _, v := range []struct {
+		name string
+		wrap func(user.Store) user.Store
+	}{
+		{"store", func(s user.Store) user.Store { return s }},
+		{"cached", func(s user.Store) user.Store { return store.NewCached(s, 100) }},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			dbtest.Each(t, store.Migrations, func(t *testing.T, db *database.DB) {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				fn(t, ctx, v.wrap(store.New(db)), db)
+			})
+		})
+	}
 }
 
 func newID(t *testing.T) string {
@@ -57,7 +69,7 @@ func newUser(t *testing.T, email string) user.User {
 	}
 }
 
-func mustCreate(t *testing.T, ctx context.Context, s *store.Store, u user.User) user.User {
+func mustCreate(t *testing.T, ctx context.Context, s user.Store, u user.User) user.User {
 	t.Helper()
 	if err := s.Create(ctx, u); err != nil {
 		t.Fatalf("Create(%s): %v", u.Email, err)
@@ -87,7 +99,7 @@ func assertClean(t *testing.T, err error) {
 }
 
 func TestCreateAndGet(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		tests := []struct {
 			name  string
 			email string
@@ -128,7 +140,7 @@ func TestCreateAndGet(t *testing.T) {
 }
 
 func TestCreateRejectsTakenEmail(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		first := mustCreate(t, ctx, s, newUser(t, "taken@example.com"))
 		for _, email := range []string{"taken@example.com", "Taken@Example.COM", "TAKEN@EXAMPLE.COM"} {
 			t.Run(email, func(t *testing.T) {
@@ -150,7 +162,7 @@ func TestCreateRejectsTakenEmail(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		existing := mustCreate(t, ctx, s, newUser(t, "exists@example.com"))
 		ghost := newUser(t, "ghost@example.com")
 		tests := []struct {
@@ -179,7 +191,7 @@ func TestNotFound(t *testing.T) {
 }
 
 func TestListPagination(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		const total = 23
 		var ids []string
 		var users []user.User
@@ -253,7 +265,7 @@ func TestListPagination(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		alice := mustCreate(t, ctx, s, newUser(t, "alice@example.com"))
 		bob := mustCreate(t, ctx, s, newUser(t, "bob@example.com"))
 
@@ -310,7 +322,7 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		gone := mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
 		kept := mustCreate(t, ctx, s, newUser(t, "kept@example.com"))
 
@@ -332,7 +344,7 @@ func TestDelete(t *testing.T) {
 }
 
 func TestConcurrentCreatesOfOneEmail(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		const n = 12
 		emails := []string{"race@example.com", "RACE@example.com", "Race@Example.com"}
 		errs := make([]error, n)
@@ -369,7 +381,7 @@ func TestConcurrentCreatesOfOneEmail(t *testing.T) {
 }
 
 func TestTimeRoundTrip(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		kolkata := time.FixedZone("IST", 5*3600+1800)
 		tests := []struct {
 			name string
@@ -442,7 +454,7 @@ func TestTimeRoundTrip(t *testing.T) {
 }
 
 func TestPing(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, _ *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
@@ -450,7 +462,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestUnavailableAfterClose(t *testing.T) {
-	each(t, func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, db *database.DB) {
 		u := mustCreate(t, ctx, s, newUser(t, "closed@example.com"))
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
