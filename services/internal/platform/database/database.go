@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Dialect names the SQL dialect behind a DB.
@@ -45,6 +46,7 @@ type DB struct {
 	dialect Dialect
 	url     string   // redacted
 	stmts   sync.Map // query text → *sql.Stmt, see stmt
+	closed  atomic.Bool
 }
 
 // Open connects to url, checks the connection and applies the migrations in
@@ -100,6 +102,10 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes the pool. It is safe to call more than once.
 func (db *DB) Close() error {
+	// Queries after Close bypass the closed statements (whose error,
+	// "sql: statement is closed", says nothing of the database) and get
+	// database/sql's closed-database error, which IsUnavailable knows.
+	db.closed.Store(true)
 	db.stmts.Range(func(_, v any) bool {
 		_ = v.(*sql.Stmt).Close()
 		return true
@@ -130,6 +136,9 @@ func (db *DB) Query(ctx context.Context, query string, args ...any) (*sql.Rows, 
 // say): the caller then runs the query unprepared and reports that error,
 // and the next call tries to prepare again.
 func (db *DB) stmt(ctx context.Context, query string) *sql.Stmt {
+	if db.closed.Load() {
+		return nil
+	}
 	if v, ok := db.stmts.Load(query); ok {
 		return v.(*sql.Stmt)
 	}

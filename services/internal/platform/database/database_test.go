@@ -579,8 +579,11 @@ func TestPreparedQueries(t *testing.T) {
 		}
 		_ = db.Close()
 		var name string
-		if err := db.QueryRow(ctx, `SELECT name FROM widgets WHERE id = $1`, "w3").Scan(&name); err == nil {
-			t.Fatal("query on a closed database succeeded")
+		if err := db.QueryRow(ctx, `SELECT name FROM widgets WHERE id = $1`, "w3").Scan(&name); !database.IsUnavailable(err) {
+			t.Fatalf("QueryRow with a prepared statement on a closed database = %v, want an unavailable error", err)
+		}
+		if err := countRows(ctx, db, 3); !database.IsUnavailable(err) {
+			t.Fatalf("Query with a prepared statement on a closed database = %v, want an unavailable error", err)
 		}
 	})
 }
