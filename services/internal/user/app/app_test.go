@@ -493,6 +493,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad drain", []string{"DRAIN_DELAY=forever"}, `invalid DRAIN_DELAY="forever"`},
 		{"bad bool", []string{"ALLOW_SIGNUP=perhaps"}, `invalid ALLOW_SIGNUP="perhaps"`},
 		{"bad jwks url", []string{"JWKS_URL=ftp://x"}, "JWKS_URL must be an http(s) URL"},
+		{"negative token cache", []string{"TOKEN_CACHE_SIZE=-1"}, "TOKEN_CACHE_SIZE must not be negative"},
+		{"negative user cache", []string{"USER_CACHE_SIZE=-5"}, "USER_CACHE_SIZE must not be negative, got -5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

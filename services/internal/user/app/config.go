@@ -111,6 +111,9 @@ func (c *Config) Validate() error {
 	if c.TokenCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("TOKEN_CACHE_SIZE must not be negative, got %d", c.TokenCacheSize))
 	}
+	if c.UserCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("USER_CACHE_SIZE must not be negative, got %d", c.UserCacheSize))
+	}
 	return errors.Join(errs...)
 }
 

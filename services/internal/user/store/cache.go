@@ -23,9 +23,14 @@ import (
 // may come after the commit). A Get that read the store while a write was
 // in flight does not keep what it read: each write bumps a generation, and
 // a read is remembered only if no write started or ended during it.
-// Only found users are remembered; a miss is asked again.
+// Only found users are remembered; a miss is asked again. A remembered
+// user is still answered while the database is down (readiness, which
+// pings the database, takes the replica out of Services meanwhile).
+//
+// Every method of user.Store is written out rather than embedded, so a
+// write method added to the interface cannot bypass the invalidation.
 type Cached struct {
-	user.Store
+	store user.Store
 
 	mu      sync.Mutex
 	entries *simplelru.LRU[string, user.User] // under mu
@@ -43,7 +48,7 @@ func NewCached(store user.Store, size int) user.Store {
 	if err != nil {
 		return store // only for size <= 0, excluded above
 	}
-	return &Cached{Store: store, entries: entries}
+	return &Cached{store: store, entries: entries}
 }
 
 // Get returns the user with id from memory or, on a miss, from the store.
@@ -55,7 +60,7 @@ func (c *Cached) Get(ctx context.Context, id string) (user.User, error) {
 	if ok {
 		return clone(u), nil
 	}
-	u, err := c.Store.Get(ctx, id)
+	u, err := c.store.Get(ctx, id)
 	if err != nil {
 		return user.User{}, err
 	}
@@ -70,14 +75,32 @@ func (c *Cached) Get(ctx context.Context, id string) (user.User, error) {
 // Update writes through and forgets the user.
 func (c *Cached) Update(ctx context.Context, u user.User) error {
 	defer c.write(u.ID)()
-	return c.Store.Update(ctx, u)
+	return c.store.Update(ctx, u)
 }
 
 // Delete writes through and forgets the user.
 func (c *Cached) Delete(ctx context.Context, id string) error {
 	defer c.write(id)()
-	return c.Store.Delete(ctx, id)
+	return c.store.Delete(ctx, id)
 }
+
+// Create inserts through; a new id has no entry to forget, and misses are
+// not remembered.
+func (c *Cached) Create(ctx context.Context, u user.User) error { return c.store.Create(ctx, u) }
+
+// GetByEmail, List and Ping read the store: Login must see a password
+// change at once, and pages are not worth keeping.
+func (c *Cached) GetByEmail(ctx context.Context, email string) (user.User, error) {
+	return c.store.GetByEmail(ctx, email)
+}
+
+// List reads the store.
+func (c *Cached) List(ctx context.Context, afterID string, limit int) ([]user.User, error) {
+	return c.store.List(ctx, afterID, limit)
+}
+
+// Ping reads the store.
+func (c *Cached) Ping(ctx context.Context) error { return c.store.Ping(ctx) }
 
 // write marks a write of id as begun and returns the function that marks
 // it ended; both forget id and move the generation on.

@@ -202,3 +202,26 @@ func TestCachedDropsAReadThatRacedAWrite(t *testing.T) {
 		t.Fatalf("Get after the write = %q, want %q: the racing read was remembered", r, u.DisplayName)
 	}
 }
+
+// TestCachedAnswersRememberedUsersWhileTheDatabaseIsDown pins down a choice:
+// a remembered user is still served (readiness takes the replica out of
+// rotation meanwhile), while anything not remembered reports the outage.
+func TestCachedAnswersRememberedUsersWhileTheDatabaseIsDown(t *testing.T) {
+	ctx, db, plain := openSQLiteFile(t)
+	s := store.NewCached(plain, 10)
+	seen := mustCreate(t, ctx, s, newUser(t, "seen@example.com"))
+	unseen := mustCreate(t, ctx, s, newUser(t, "unseen@example.com"))
+	displayName(t, ctx, s, seen.ID)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := displayName(t, ctx, s, seen.ID); got != seen.DisplayName {
+		t.Fatalf("remembered user with the database down = %q, want %q", got, seen.DisplayName)
+	}
+	if _, err := s.Get(ctx, unseen.ID); !errors.Is(err, user.ErrUnavailable) {
+		t.Fatalf("user never read, database down = %v, want ErrUnavailable", err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, user.ErrUnavailable) {
+		t.Fatalf("Ping with the database down = %v, want ErrUnavailable", err)
+	}
+}
