@@ -1,13 +1,16 @@
 // Command bench is `make bench`: it measures, side by side in one run on
 // this machine, a bare grpc-go server (hack/bench/baseline) and the
-// Gatehouse services with production settings (auth on, verified-token
-// cache on or off, metrics on, tracing on at a 10% parent-based sample
-// exported over OTLP to a local sink, SQLite), driving each with the same
-// Go load generator, and prints one table of absolute figures and ratios to
-// the baseline. Servers run pinned to one CPU and the load generator to the
-// other when the machine has two or more.
+// Gatehouse services with production settings (auth on, verified-token and
+// user caches on or off, metrics on, tracing on at a 10% parent-based
+// sample exported over OTLP to a local sink, SQLite), driving each with the
+// same Go load generator, and prints one table of absolute figures and
+// ratios to the baseline. Servers run pinned to one CPU and the load
+// generator to the other when the machine has two or more. Each scenario
+// runs right after a baseline run, in -rounds rounds, and the table shows
+// medians: this VM's speed drifts too much between minutes for one run.
 //
-//	go run ./hack/bench [-duration 10s] [-warmup 2s] [-concurrency 16] [-conns 4] [-out bench-results]
+//	go run ./hack/bench [-rounds 3] [-duration 5s] [-warmup 1s] [-concurrency 16] [-conns 4]
+//	    [-scenarios REGEXP] [-profile DIR] [-server-env KEY=VALUE] [-out bench-results]
 package main
 
 import (
@@ -72,7 +75,7 @@ func main() {
 		o.scenarios, err = regexp.Compile(v)
 		return err
 	})
-	flag.StringVar(&o.profile, "profile", "", "directory for CPU and allocation profiles of the measured server(s) per scenario, taken in the last round (go tool pprof)")
+	flag.StringVar(&o.profile, "profile", "", "directory for CPU and allocation profiles of each scenario's server(s), from an extra pass not counted in the figures (go tool pprof)")
 	flag.IntVar(&o.rounds, "rounds", 3, "times each scenario is measured, each right after a baseline run; figures are medians")
 	flag.Func("server-env", "KEY=VALUE added to the Gatehouse servers' environment, to try a setting (repeatable)", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -150,12 +153,16 @@ func summarize(runs []Result, pairs [][2]Result) Result {
 	s.CPUPerCall = med(func(i int) float64 { return runs[i].CPUPerCall }, n)
 	if pairs != nil {
 		ratio := func(f func(Result) float64) float64 {
-			return med(func(i int) float64 {
-				if b := f(pairs[i][1]); b != 0 {
-					return f(pairs[i][0]) / b
+			var v []float64
+			for _, p := range pairs {
+				if b := f(p[1]); b != 0 { // a baseline run without calls has no ratio
+					v = append(v, f(p[0])/b)
 				}
+			}
+			if len(v) == 0 {
 				return 0
-			}, len(pairs))
+			}
+			return med(func(i int) float64 { return v[i] }, len(v))
 		}
 		s.QPSRatio = ratio(func(r Result) float64 { return r.QPS })
 		s.P99Ratio = ratio(func(r Result) float64 { return r.P99ms })
@@ -178,7 +185,7 @@ type Report struct {
 	// the binary's pages, mapped from the page cache.
 	IdleRSSAnon map[string]float64 `json:"idle_rss_anon_mib"`
 	Binaries    map[string]float64 `json:"binary_mib"`
-	Images      map[string]string  `json:"image_mib"`
+	Images      map[string]string  `json:"images"`
 	Spans       int64              `json:"spans_exported"`
 }
 
@@ -434,15 +441,22 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	runs := map[string][]Result{}
-	var pairs = map[string][][2]Result{}
+	pairs := map[string][][2]Result{}
 	for round := 1; round <= o.rounds; round++ {
 		step(fmt.Sprintf("round %d of %d", round, o.rounds))
+		if len(selected) == 0 { // -scenarios picked the baseline alone
+			b, err := measure(base, false)
+			if err != nil {
+				return err
+			}
+			runs[base.name] = append(runs[base.name], b)
+		}
 		for _, s := range selected {
 			b, err := measure(base, false)
 			if err != nil {
 				return err
 			}
-			r, err := measure(s, o.profile != "" && round == o.rounds)
+			r, err := measure(s, false)
 			if err != nil {
 				return err
 			}
@@ -451,11 +465,21 @@ func run(ctx context.Context, o options) error {
 			pairs[s.name] = append(pairs[s.name], [2]Result{r, b})
 		}
 	}
-	if len(selected) > 0 {
-		rep.Results = append(rep.Results, summarize(runs[base.name], nil))
+	if o.profile != "" {
+		// A separate pass, left out of the figures: profiling costs the
+		// servers CPU.
+		step("profiling pass (not counted)")
 		for _, s := range selected {
-			rep.Results = append(rep.Results, summarize(runs[s.name], pairs[s.name]))
+			if _, err := measure(s, true); err != nil {
+				return err
+			}
 		}
+	}
+	if len(runs[base.name]) > 0 {
+		rep.Results = append(rep.Results, summarize(runs[base.name], nil))
+	}
+	for _, s := range selected {
+		rep.Results = append(rep.Results, summarize(runs[s.name], pairs[s.name]))
 	}
 	rep.Spans = spans.Load()
 
@@ -552,8 +576,9 @@ func markdown(rep Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %s, %s, %s. Servers pinned apart from the load generator: %v. Spans exported to the OTLP sink: %d.\n\n",
 		rep.Machine, rep.GoVersion, rep.Date, rep.Pinned, rep.Spans)
-	fmt.Fprintf(&b, "Each figure is the median of %d rounds; each scenario ran right after a baseline run and "+
-		"\"× base\" is the median of those paired ratios.\n\n", rep.Rounds)
+	fmt.Fprintf(&b, "%d rounds; in each, every scenario ran right after a baseline run. QPS, latencies and CPU are "+
+		"medians over the rounds (the baseline's over all its runs), \"× base\" the median of the paired ratios, "+
+		"peak RSS the highest seen and errors the total.\n\n", rep.Rounds)
 	b.WriteString("| Scenario | In flight | QPS | × base | p50 ms | p99 ms | p99 × base | CPU µs/call | × base | Peak RSS MiB | Errors |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rep.Results {
