@@ -103,3 +103,79 @@ type dialError struct{ err error }
 
 func (e *dialError) Error() string { return "dial tcp: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
+
+// blockingConnector holds every attempt until release is closed, then
+// answers err.
+type blockingConnector struct {
+	driver.Connector
+	started chan struct{}
+	release chan struct{}
+	err     error
+}
+
+func (c *blockingConnector) Connect(context.Context) (driver.Conn, error) {
+	c.started <- struct{}{}
+	<-c.release
+	if c.err != nil {
+		return nil, c.err
+	}
+	return fakeConn{}, nil
+}
+
+// TestFailFastConnectorProbesAlone: after a failure has aged, one caller
+// tries the database while every other fails at once, so a database whose
+// address drops packets costs one connect timeout per failFastFor, not one
+// per call.
+func TestFailFastConnectorProbesAlone(t *testing.T) {
+	refused := &dialError{syscall.ECONNREFUSED}
+	for _, tt := range []struct {
+		name       string
+		probe      error // what the probe's attempt answers
+		wantClosed bool  // the next caller, right after the probe, reaches the database
+	}{
+		{"probe connects: the breaker closes", nil, true},
+		{"probe fails: another second of failing fast", refused, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Unix(1_700_000_000, 0)
+			inner := &blockingConnector{started: make(chan struct{}, 1), release: make(chan struct{}), err: tt.probe}
+			c := &failFastConnector{Connector: inner, now: func() time.Time { return now }}
+			c.failedAt, c.lastFailed = now, refused
+			now = now.Add(failFastFor)
+
+			probeErr := make(chan error, 1)
+			go func() {
+				_, err := c.Connect(context.Background())
+				probeErr <- err
+			}()
+			<-inner.started
+			for i := range 3 {
+				if _, err := c.Connect(context.Background()); !errors.Is(err, ErrRecentlyUnreachable) {
+					t.Fatalf("caller %d during the probe: %v, want ErrRecentlyUnreachable without an attempt", i, err)
+				}
+			}
+			close(inner.release)
+			if err := <-probeErr; !errors.Is(err, tt.probe) || (tt.probe == nil) != (err == nil) {
+				t.Fatalf("probe: %v, want %v", err, tt.probe)
+			}
+
+			_, err := c.Connect(context.Background())
+			select {
+			case <-inner.started:
+				if !tt.wantClosed {
+					t.Fatalf("caller after a failed probe reached the database")
+				}
+				if err != nil {
+					t.Fatalf("caller after a good probe: %v", err)
+				}
+			default:
+				if tt.wantClosed {
+					t.Fatalf("caller after a good probe: %v, want an attempt", err)
+				}
+				if !errors.Is(err, ErrRecentlyUnreachable) {
+					t.Fatalf("caller after a failed probe: %v, want ErrRecentlyUnreachable", err)
+				}
+			}
+		})
+	}
+}
