@@ -359,7 +359,7 @@ func TestProbe(t *testing.T) {
 
 // TestTallyReport feeds synthetic results: 100 sent calls with latencies
 // 1..100 ms (every 10th a Login, the last two Unavailable), then 25 the
-// client refused.
+// client refused and one DeadlineExceeded after them.
 func TestTallyReport(t *testing.T) {
 	t.Parallel()
 	at := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
@@ -377,13 +377,14 @@ func TestTallyReport(t *testing.T) {
 	for range 25 {
 		tl.add(result{method: methodGetUser, code: codeClientOverload, at: at, message: "200 calls already in flight"})
 	}
+	tl.add(result{method: methodGetUser, code: "DeadlineExceeded", at: at, latency: 5001 * time.Millisecond, message: "context deadline exceeded"})
 	r := tl.report(2500 * time.Millisecond)
 
-	if r.Sent != 125 || r.OK != 98 || r.Failed != 27 || r.DurationS != 2.5 {
-		t.Errorf("sent/ok/failed/duration = %d/%d/%d/%v, want 125/98/27/2.5", r.Sent, r.OK, r.Failed, r.DurationS)
+	if r.Sent != 126 || r.OK != 98 || r.Failed != 28 || r.DurationS != 2.5 {
+		t.Errorf("sent/ok/failed/duration = %d/%d/%d/%v, want 126/98/28/2.5", r.Sent, r.OK, r.Failed, r.DurationS)
 	}
 	wantMethods := map[string]methodReport{
-		methodGetUser: {Sent: 115, OK: 89, Failed: 26, Codes: map[string]int{"OK": 89, "Unavailable": 1, codeClientOverload: 25}},
+		methodGetUser: {Sent: 116, OK: 89, Failed: 27, Codes: map[string]int{"OK": 89, "Unavailable": 1, codeClientOverload: 25, "DeadlineExceeded": 1}},
 		methodLogin:   {Sent: 10, OK: 9, Failed: 1, Codes: map[string]int{"OK": 9, "Unavailable": 1}},
 	}
 	for name, want := range wantMethods {
@@ -393,20 +394,21 @@ func TestTallyReport(t *testing.T) {
 		}
 	}
 	// Client-overload calls never reached the wire: no latency.
-	if want := (latencyReport{P50: 50, P99: 99, Max: 100}); r.LatencyMS != want {
+	if want := (latencyReport{P50: 51, P99: 100, Max: 5001}); r.LatencyMS != want {
 		t.Errorf("latency_ms = %+v, want %+v", r.LatencyMS, want)
 	}
-	if len(r.FirstErrors) != maxFirstErrors {
-		t.Fatalf("first_errors has %d entries, want the first %d", len(r.FirstErrors), maxFirstErrors)
+	// The first of each kind, at most maxErrorsPerKind of one kind: the
+	// DeadlineExceeded after 25 overloads is still there.
+	wantErrors := []string{
+		"2026-03-01T12:00:00.000000005Z Login Unavailable after 100ms: boom 100",
+		"2026-03-01T12:00:00.000000005Z GetUser Unavailable after 99ms: boom 99",
 	}
-	for i, want := range []string{
-		"2026-03-01T12:00:00.000000005Z Login Unavailable boom 100",
-		"2026-03-01T12:00:00.000000005Z GetUser Unavailable boom 99",
-		"2026-03-01T12:00:00.000000005Z GetUser client-overload 200 calls already in flight",
-	} {
-		if r.FirstErrors[i] != want {
-			t.Errorf("first_errors[%d] = %q, want %q", i, r.FirstErrors[i], want)
-		}
+	for range maxErrorsPerKind {
+		wantErrors = append(wantErrors, "2026-03-01T12:00:00.000000005Z GetUser client-overload after 0s: 200 calls already in flight")
+	}
+	wantErrors = append(wantErrors, "2026-03-01T12:00:00.000000005Z GetUser DeadlineExceeded after 5.001s: context deadline exceeded")
+	if !slices.Equal(r.FirstErrors, wantErrors) {
+		t.Errorf("first_errors =\n  %s\nwant\n  %s", strings.Join(r.FirstErrors, "\n  "), strings.Join(wantErrors, "\n  "))
 	}
 }
 

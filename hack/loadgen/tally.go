@@ -24,6 +24,10 @@ const (
 	codeClientOverload = "client-overload"
 
 	maxFirstErrors = 20
+	// maxErrorsPerKind caps the first errors kept for one method and code,
+	// so one rare code (a DeadlineExceeded among hundreds of Unavailable)
+	// is not crowded out of the report by a common one.
+	maxErrorsPerKind = 5
 )
 
 // result is one scheduled call's outcome.
@@ -55,10 +59,11 @@ type tally struct {
 	byMethod    map[string]*methodReport
 	latencies   []time.Duration
 	firstErrors []string
+	errorsKept  map[string]int // method+" "+code: entries in firstErrors
 }
 
 func newTally() *tally {
-	return &tally{byMethod: map[string]*methodReport{}, firstErrors: []string{}}
+	return &tally{byMethod: map[string]*methodReport{}, firstErrors: []string{}, errorsKept: map[string]int{}}
 }
 
 func (t *tally) add(r result) {
@@ -81,8 +86,11 @@ func (t *tally) add(r result) {
 		return
 	}
 	m.Failed++
-	if len(t.firstErrors) < maxFirstErrors {
-		t.firstErrors = append(t.firstErrors, fmt.Sprintf("%s %s %s %s", r.at.UTC().Format(time.RFC3339Nano), r.method, r.code, r.message))
+	kind := r.method + " " + r.code
+	if len(t.firstErrors) < maxFirstErrors && t.errorsKept[kind] < maxErrorsPerKind {
+		t.errorsKept[kind]++
+		t.firstErrors = append(t.firstErrors, fmt.Sprintf("%s %s %s after %s: %s",
+			r.at.UTC().Format(time.RFC3339Nano), r.method, r.code, r.latency.Round(time.Millisecond), r.message))
 	}
 }
 
