@@ -190,6 +190,7 @@ type podState struct {
 	Ready       bool
 	Restarts    int // over all its containers
 	Terminating bool
+	Node        string
 }
 
 // pods lists the pods of the namespace that match a label selector
@@ -206,6 +207,9 @@ func pods(t *testing.T, selector string) []podState {
 				Name              string  `json:"name"`
 				DeletionTimestamp *string `json:"deletionTimestamp"`
 			} `json:"metadata"`
+			Spec struct {
+				NodeName string `json:"nodeName"`
+			} `json:"spec"`
 			Status struct {
 				Phase      string `json:"phase"`
 				Conditions []struct {
@@ -223,7 +227,7 @@ func pods(t *testing.T, selector string) []podState {
 	}
 	var out []podState
 	for _, p := range list.Items {
-		ps := podState{Name: p.Metadata.Name, Phase: p.Status.Phase, Terminating: p.Metadata.DeletionTimestamp != nil}
+		ps := podState{Name: p.Metadata.Name, Phase: p.Status.Phase, Terminating: p.Metadata.DeletionTimestamp != nil, Node: p.Spec.NodeName}
 		for _, c := range p.Status.Conditions {
 			if c.Type == "Ready" {
 				ps.Ready = c.Status == "True"
@@ -451,6 +455,9 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 				t.Errorf("%s: %d calls answered %s; during a database outage only Unavailable is right", m, n, code)
 			}
 		}
+	}
+	if t.Failed() {
+		t.Logf("first failures of each method and code:\n  %s", strings.Join(r.FirstErrors, "\n  "))
 	}
 }
 
