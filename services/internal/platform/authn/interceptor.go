@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -160,36 +161,68 @@ func (i *Interceptor) authenticate(ctx context.Context, fullMethod string) (cont
 	case len(values) == 0 && public:
 		return ctx, nil
 	case len(values) == 0:
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "missing bearer token", "no authorization metadata")
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenMissing, "missing bearer token", "no authorization metadata")
 	case len(values) > 1:
 		// Which one would a proxy or a logger have looked at? Refuse to guess.
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "invalid authorization metadata", "multiple authorization values")
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenInvalid, "invalid authorization metadata", "multiple authorization values")
 	}
 	scheme, token, ok := strings.Cut(values[0], " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, bearerScheme) || token == "" {
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "missing bearer token", "authorization is not a bearer token")
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenMissing, "missing bearer token", "authorization is not a bearer token")
 	}
 	claims, err := i.verifier.Verify(ctx, token)
 	switch {
 	case err == nil:
 		return ContextWithClaims(ctx, claims), nil
 	case errors.Is(err, ErrExpired):
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "token expired", err.Error())
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenExpired, "token expired", err.Error())
 	case errors.Is(err, ErrInvalidToken):
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "invalid token", err.Error())
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenInvalid, "invalid token", err.Error())
 	case errors.Is(err, ErrKeysUnavailable):
-		return nil, i.reject(fullMethod, codes.Unavailable, "authentication temporarily unavailable", err.Error())
+		return nil, i.reject(fullMethod, codes.Unavailable, ReasonKeysUnavailable, "authentication temporarily unavailable", err.Error())
 	case ctx.Err() != nil:
 		return nil, status.FromContextError(ctx.Err()).Err()
 	default:
-		return nil, i.reject(fullMethod, codes.Unauthenticated, "invalid token", err.Error())
+		return nil, i.reject(fullMethod, codes.Unauthenticated, ReasonTokenInvalid, "invalid token", err.Error())
 	}
 }
 
-func (i *Interceptor) reject(method string, code codes.Code, msg, reason string) error {
-	i.logger.Debug("request not authenticated", "grpc.method", method, "grpc.code", code.String(), "reason", reason)
-	return status.Error(code, msg)
+// ErrorDomain is the google.rpc.ErrorInfo domain of every refusal by the
+// interceptor; its Reason is one of the Reason constants.
+const ErrorDomain = "authn.gatehouse.dev"
+
+// Reasons of the interceptor's refusals, in their google.rpc.ErrorInfo
+// detail. They let a caller tell what to do without parsing messages: a
+// user's client refreshes on TOKEN_EXPIRED and logs in again on
+// TOKEN_INVALID; a service calling another knows that an Unauthenticated
+// with one of these is about its own credentials, not about the request.
+const (
+	ReasonTokenMissing    = "TOKEN_MISSING"
+	ReasonTokenInvalid    = "TOKEN_INVALID"
+	ReasonTokenExpired    = "TOKEN_EXPIRED"
+	ReasonKeysUnavailable = "KEYS_UNAVAILABLE"
+)
+
+// RejectionReason returns the reason an authn interceptor gave for
+// refusing a call (one of the Reason constants), or "" when err is not
+// such a refusal.
+func RejectionReason(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+func (i *Interceptor) reject(method string, code codes.Code, reason, msg, detail string) error {
+	i.logger.Debug("request not authenticated", "grpc.method", method, "grpc.code", code.String(), "reason", detail)
+	st := status.New(code, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
 }
 
 type claimsKey struct{}

@@ -163,20 +163,21 @@ func TestInterceptor(t *testing.T) {
 		auth    auth
 		code    codes.Code
 		msg     string
+		reason  string // ErrorInfo reason of a refusal
 		subject string // on success
 	}{
 		{name: "valid token", auth: bearer(valid), code: codes.OK, subject: "user-7|admin"},
 		{name: "scheme in lower case", auth: header("bearer " + valid), code: codes.OK, subject: "user-7|admin"},
 		{name: "scheme in mixed case", auth: header("bEaReR " + valid), code: codes.OK, subject: "user-7|admin"},
-		{name: "no token", auth: none, code: codes.Unauthenticated, msg: "missing bearer token"},
-		{name: "empty bearer", auth: header("Bearer "), code: codes.Unauthenticated, msg: "missing bearer token"},
-		{name: "basic scheme", auth: header("Basic dXNlcjpwYXNz"), code: codes.Unauthenticated, msg: "missing bearer token"},
-		{name: "token without scheme", auth: header(valid), code: codes.Unauthenticated, msg: "missing bearer token"},
-		{name: "expired token", auth: bearer(expired), code: codes.Unauthenticated, msg: "token expired"},
-		{name: "forged token", auth: bearer(forged), code: codes.Unauthenticated, msg: "invalid token"},
-		{name: "wrong audience", auth: bearer(wrongAud), code: codes.Unauthenticated, msg: "invalid token"},
-		{name: "garbage token", auth: bearer("a.b.c"), code: codes.Unauthenticated, msg: "invalid token"},
-		{name: "two authorization values", auth: header("Bearer "+valid, "Bearer "+valid), code: codes.Unauthenticated, msg: "invalid authorization metadata"},
+		{name: "no token", auth: none, code: codes.Unauthenticated, msg: "missing bearer token", reason: authn.ReasonTokenMissing},
+		{name: "empty bearer", auth: header("Bearer "), code: codes.Unauthenticated, msg: "missing bearer token", reason: authn.ReasonTokenMissing},
+		{name: "basic scheme", auth: header("Basic dXNlcjpwYXNz"), code: codes.Unauthenticated, msg: "missing bearer token", reason: authn.ReasonTokenMissing},
+		{name: "token without scheme", auth: header(valid), code: codes.Unauthenticated, msg: "missing bearer token", reason: authn.ReasonTokenMissing},
+		{name: "expired token", auth: bearer(expired), code: codes.Unauthenticated, msg: "token expired", reason: authn.ReasonTokenExpired},
+		{name: "forged token", auth: bearer(forged), code: codes.Unauthenticated, msg: "invalid token", reason: authn.ReasonTokenInvalid},
+		{name: "wrong audience", auth: bearer(wrongAud), code: codes.Unauthenticated, msg: "invalid token", reason: authn.ReasonTokenInvalid},
+		{name: "garbage token", auth: bearer("a.b.c"), code: codes.Unauthenticated, msg: "invalid token", reason: authn.ReasonTokenInvalid},
+		{name: "two authorization values", auth: header("Bearer "+valid, "Bearer "+valid), code: codes.Unauthenticated, msg: "invalid authorization metadata", reason: authn.ReasonTokenInvalid},
 	}
 	calls := map[string]func(context.Context, *grpc.ClientConn, string) (string, error){
 		"unary":  callUnary,
@@ -199,6 +200,9 @@ func TestInterceptor(t *testing.T) {
 				}
 				if tt.msg != "" && st.Message() != tt.msg {
 					t.Errorf("message = %q, want %q", st.Message(), tt.msg)
+				}
+				if got := authn.RejectionReason(err); got != tt.reason {
+					t.Errorf("rejection reason = %q, want %q", got, tt.reason)
 				}
 				for _, tok := range []string{valid, expired, forged, wrongAud} {
 					if strings.Contains(st.Message(), strings.Split(tok, ".")[1]) {
@@ -258,8 +262,8 @@ func TestInterceptorKeysUnavailable(t *testing.T) {
 	}
 	conn, _ := startServer(t, v)
 	_, err = callUnary(authntest.BearerContext(context.Background(), signer.Token(t, "u")), conn, probePrivate)
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("err = %v, want Unavailable so the client retries", err)
+	if status.Code(err) != codes.Unavailable || authn.RejectionReason(err) != authn.ReasonKeysUnavailable {
+		t.Fatalf("err = %v (reason %q), want Unavailable with %s so the client retries", err, authn.RejectionReason(err), authn.ReasonKeysUnavailable)
 	}
 }
 
