@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 )
 
 // RoleService is the role of the Auth service's own tokens; the User
@@ -66,6 +67,14 @@ func (v *GRPCUserVerifier) VerifyPassword(ctx context.Context, email, password s
 	case codes.OK:
 		return resp.GetUser().GetId(), resp.GetUser().GetRoles(), nil
 	case codes.Unauthenticated, codes.InvalidArgument, codes.NotFound:
+		if reason := authn.RejectionReason(err); reason != "" {
+			// The User service refused our own service token, not the
+			// user's credentials, which it never checked: its keys and
+			// ours disagree (a key replaced while its JWKS cache holds the
+			// old one). Saying "invalid email or password" would send the
+			// user to reset a password that is fine.
+			return "", nil, fmt.Errorf("%w: user service refused the Auth service's token (%s): are its verification keys behind this service's signing keys?", ErrUnavailable, reason)
+		}
 		return "", nil, ErrBadCredentials
 	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
 		return "", nil, fmt.Errorf("%w: user service: %s", ErrUnavailable, status.Code(err))

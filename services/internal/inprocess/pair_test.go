@@ -435,6 +435,47 @@ func TestLoginWithUserServiceDown(t *testing.T) {
 	wantCode(t, err, codes.Unavailable)
 }
 
+// TestLoginWhenUserServiceRefusesAuthsToken: the User service verifies
+// with another key under the same kid as the Auth service signs with (a
+// key replaced while a verifier's JWKS cache still holds the old one). The
+// user's credentials are never checked, so Login must answer Unavailable
+// and say why in the Auth log, not "invalid email or password".
+func TestLoginWhenUserServiceRefusesAuthsToken(t *testing.T) {
+	other := startPair(t) // its User service trusts its own Auth's key "2026-01-01"
+	keys := t.TempDir()
+	writeKey(t, keys, "2026-01-01") // same kid, another key
+	cfg, err := authapp.LoadConfig([]string{
+		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "auth.db"),
+		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + other.userAddr, "DRAIN_DELAY=0s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	a, err := authapp.New(context.Background(), cfg, authapp.Options{Logger: telemetry.NewLogger(logs, slog.LevelDebug, "auth")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, hl := listen(t), listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx, gl, hl) }()
+	defer func() { cancel(); <-done }()
+	conn := dial(t, gl.Addr().String())
+	defer conn.Close()
+
+	// The bootstrap admin exists, and the password is right.
+	_, err = authv1.NewAuthServiceClient(conn).Login(context.Background(), &authv1.LoginRequest{Email: "admin@example.com", Password: "admin password"})
+	wantCode(t, err, codes.Unavailable)
+	if !strings.Contains(logs.String(), "refused the Auth service's token (TOKEN_INVALID)") {
+		t.Errorf("the Auth log does not say the User service refused its token:\n%s", logs.String())
+	}
+	// The same credentials through the Auth service whose key it trusts.
+	if _, err := other.auth.Login(context.Background(), &authv1.LoginRequest{Email: "admin@example.com", Password: "admin password"}); err != nil {
+		t.Fatalf("login through the matching Auth service: %v", err)
+	}
+}
+
 // TestLoginTraceSpansBothServices: one Login is one trace holding the Auth
 // server span, the Auth→User client span and the User server span.
 func TestLoginTraceSpansBothServices(t *testing.T) {
