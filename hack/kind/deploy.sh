@@ -93,9 +93,21 @@ step "2/2 chart into namespace $NAMESPACE (Pod Security restricted), images ${US
 restricted_namespace "$NAMESPACE"
 log=$CACHE/logs/deploy-helm.log
 mkdir -p "$(dirname "$log")"
+# Signing keys are state, not configuration: after a rotation (make e2e's
+# TestKeyRotation, or `helm upgrade --set auth.keys...`) the release signs
+# with kids values-e2e.yaml does not name, and applying that file alone
+# would drop the live keys and generate a new k1, invalidating every token
+# issued. Carry the release's own auth.keys values over.
+keys_values=$CACHE/deploy-$RELEASE-keys.json
+keys_args=()
+if "$HELM" -n "$NAMESPACE" get values "$RELEASE" -o json 2>/dev/null |
+  jq -e 'select(.auth.keys != null) | {auth: {keys: .auth.keys}}' >"$keys_values"; then
+  note "keeping the release's signing keys: $(jq -c .auth.keys "$keys_values")"
+  keys_args=(-f "$keys_values")
+fi
 # shellcheck disable=SC2086 # HELM_EXTRA_ARGS is a list of words
 "$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
-  -f "$KIND_DIR/values-e2e.yaml" \
+  -f "$KIND_DIR/values-e2e.yaml" "${keys_args[@]}" \
   --set "user.image.repository=${USER_IMAGE%:*}" --set "user.image.tag=${USER_IMAGE##*:}" \
   --set "auth.image.repository=${AUTH_IMAGE%:*}" --set "auth.image.tag=${AUTH_IMAGE##*:}" \
   --set "jaeger.image.repository=${JAEGER_IMAGE%:*}" --set "jaeger.image.tag=${JAEGER_IMAGE##*:}" \
@@ -103,6 +115,17 @@ mkdir -p "$(dirname "$log")"
   ${HELM_EXTRA_ARGS:-} --wait --timeout "${WAIT_TIMEOUT}s" >"$log" 2>&1 ||
   fail "helm upgrade --install failed: $(tail -n 20 "$log")"
 note "helm: $(sed -n 's/^STATUS: //p;s/^REVISION: /revision /p' "$log" | paste -sd' ')"
+# helm --wait returns once the new pods are ready, while the replaced ones
+# drain for lifecycle.drainDelaySeconds more and still answer a
+# port-forward. Wait them out, so what follows meets one version.
+old_pods=$("$KUBECTL" -n "$NAMESPACE" get pods -l "app.kubernetes.io/instance=$RELEASE" \
+  -o jsonpath='{range .items[?(@.metadata.deletionTimestamp)]}{.metadata.name}{" "}{end}')
+if [[ -n $old_pods ]]; then
+  note "waiting for the replaced pods to finish draining: $old_pods"
+  # shellcheck disable=SC2086 # a list of pod names
+  "$KUBECTL" -n "$NAMESPACE" wait --for=delete pod $old_pods --timeout="${WAIT_TIMEOUT}s" >/dev/null ||
+    fail "replaced pods still running after ${WAIT_TIMEOUT}s: $old_pods"
+fi
 "$KUBECTL" -n "$NAMESPACE" get pods -o wide >&2
 step "2/2 chart ready in $((SECONDS - t0))s"
 step "deployed in $((SECONDS - _start))s; next: make e2e"
