@@ -407,20 +407,21 @@ func TestLoginFailures(t *testing.T) {
 	wantCode(t, err, codes.ResourceExhausted)
 }
 
-func TestLoginWithUserServiceDown(t *testing.T) {
-	dead := listen(t)
-	addr := dead.Addr().String()
-	_ = dead.Close()
+// startAuth starts an Auth service of its own, signing with a fresh key
+// under kid and calling the User service at userAddr, and returns a client
+// of it. The service stops when the test ends.
+func startAuth(t *testing.T, kid, userAddr string, opts authapp.Options) authv1.AuthServiceClient {
+	t.Helper()
 	keys := t.TempDir()
-	writeKey(t, keys, "k1")
+	writeKey(t, keys, kid)
 	cfg, err := authapp.LoadConfig([]string{
 		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "auth.db"),
-		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + addr, "DRAIN_DELAY=0s",
+		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + userAddr, "DRAIN_DELAY=0s",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := authapp.New(context.Background(), cfg, authapp.Options{})
+	a, err := authapp.New(context.Background(), cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,10 +429,17 @@ func TestLoginWithUserServiceDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, gl, hl) }()
-	defer func() { cancel(); <-done }()
 	conn := dial(t, gl.Addr().String())
-	defer conn.Close()
-	_, err = authv1.NewAuthServiceClient(conn).Login(context.Background(), &authv1.LoginRequest{Email: "a@example.com", Password: "password1"})
+	t.Cleanup(func() { _ = conn.Close(); cancel(); <-done })
+	return authv1.NewAuthServiceClient(conn)
+}
+
+func TestLoginWithUserServiceDown(t *testing.T) {
+	dead := listen(t)
+	addr := dead.Addr().String()
+	_ = dead.Close()
+	auth := startAuth(t, "k1", addr, authapp.Options{})
+	_, err := auth.Login(context.Background(), &authv1.LoginRequest{Email: "a@example.com", Password: "password1"})
 	wantCode(t, err, codes.Unavailable)
 }
 
@@ -442,30 +450,12 @@ func TestLoginWithUserServiceDown(t *testing.T) {
 // and say why in the Auth log, not "invalid email or password".
 func TestLoginWhenUserServiceRefusesAuthsToken(t *testing.T) {
 	other := startPair(t) // its User service trusts its own Auth's key "2026-01-01"
-	keys := t.TempDir()
-	writeKey(t, keys, "2026-01-01") // same kid, another key
-	cfg, err := authapp.LoadConfig([]string{
-		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "auth.db"),
-		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + other.userAddr, "DRAIN_DELAY=0s",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
-	a, err := authapp.New(context.Background(), cfg, authapp.Options{Logger: telemetry.NewLogger(logs, slog.LevelDebug, "auth")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl, hl := listen(t), listen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, gl, hl) }()
-	defer func() { cancel(); <-done }()
-	conn := dial(t, gl.Addr().String())
-	defer conn.Close()
+	// Same kid, another key.
+	auth := startAuth(t, "2026-01-01", other.userAddr, authapp.Options{Logger: telemetry.NewLogger(logs, slog.LevelDebug, "auth")})
 
 	// The bootstrap admin exists, and the password is right.
-	_, err = authv1.NewAuthServiceClient(conn).Login(context.Background(), &authv1.LoginRequest{Email: "admin@example.com", Password: "admin password"})
+	_, err := auth.Login(context.Background(), &authv1.LoginRequest{Email: "admin@example.com", Password: "admin password"})
 	wantCode(t, err, codes.Unavailable)
 	if !strings.Contains(logs.String(), "refused the Auth service's token (TOKEN_INVALID)") {
 		t.Errorf("the Auth log does not say the User service refused its token:\n%s", logs.String())
