@@ -15,6 +15,12 @@ import (
 // token only moves the start of a listing the caller may read anyway).
 const pageTokenVersion = 1
 
+// pageTokenLen is the length of every token encodePageToken writes.
+// Checked before decoding because Go's base64 decoder skips CR and LF
+// (even in Strict mode), so "AQ\nGi..." would otherwise decode to the
+// same page as "AQGi...": one token, one spelling.
+var pageTokenLen = base64.RawURLEncoding.EncodedLen(21)
+
 func encodePageToken(lastID string) string {
 	id, err := uuid.Parse(lastID)
 	if err != nil {
@@ -31,6 +37,9 @@ func encodePageToken(lastID string) string {
 func decodePageToken(tok string) (string, error) {
 	if tok == "" {
 		return "", nil
+	}
+	if len(tok) != pageTokenLen {
+		return "", fmt.Errorf("%w: bad length", ErrInvalidPageToken)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(b) != 21 || b[0] != pageTokenVersion {
