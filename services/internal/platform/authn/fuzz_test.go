@@ -40,7 +40,7 @@ func FuzzVerify(f *testing.F) {
 		parts[0] + "." + parts[1] + ".",
 		b64.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt","kid":"fuzz-ed"}`)) + "." + parts[1] + ".",
 		b64.EncodeToString([]byte(`{"alg":"HS256","typ":"at+jwt","kid":"fuzz-ed"}`)) + "." + parts[1] + "." + parts[2],
-		"", "a.b.c", "...", "eyJ.eyJ.", "Bearer " + valid, strings.Repeat("A", authn.MaxTokenSize+1),
+		"", "a.b.c", "...", "eyJ.eyJ.", "Bearer " + valid, valid + "\n", strings.Repeat("A", authn.MaxTokenSize+1),
 	} {
 		f.Add(seed)
 	}
@@ -67,6 +67,8 @@ func FuzzVerify(f *testing.F) {
 				t.Fatal("nil claims without an error")
 			case len(token) > authn.MaxTokenSize:
 				t.Fatalf("accepted a %d-byte token", len(token))
+			case strings.Trim(token, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != "":
+				t.Fatalf("accepted a token with characters outside base64url: %q", token)
 			case c.Issuer != authntest.DefaultIssuer:
 				t.Fatalf("accepted issuer %q", c.Issuer)
 			case !slices.Contains(c.Audience, authntest.DefaultAudience):

@@ -97,7 +97,10 @@ type tokenClaims struct {
 
 // Verify checks token and returns its claims. Rules, in order:
 //
-//  1. at most MaxTokenSize bytes (before any parsing);
+//  1. at most MaxTokenSize bytes, and only base64url characters and dots
+//     (before any parsing: Go's base64 decoder skips CR and LF, so without
+//     this check "sig\n" would verify as well as "sig", and one token
+//     would have many spellings);
 //  2. three base64url segments with JSON header and payload;
 //  3. header: alg not "none" (any case), typ "at+jwt" or
 //     "application/at+jwt" (RFC 9068, so an ID token or another kind of JWT
@@ -118,6 +121,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if token == "" {
 		return nil, invalid("empty token")
 	}
+	if !compactJWS(token) {
+		return nil, invalid("malformed token")
+	}
 	if v.cache == nil {
 		return v.verify(ctx, token)
 	}
@@ -132,6 +138,20 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		v.cache.add(key, gen, claims)
 	}
 	return claims, err
+}
+
+// compactJWS reports whether token uses only the characters of the JWS
+// compact serialization (RFC 7515 section 7.1): base64url without padding,
+// and dots.
+func compactJWS(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // verify does the full check of Verify, without the cache.

@@ -206,6 +206,9 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "signature stripped", reason: "invalid signature or alg", token: parts[0] + "." + parts[1] + "."},
 		{name: "signed by another key with the same kid", reason: "invalid signature or alg", token: stranger.Token(t, "u")},
 		{name: "padded base64", reason: "malformed token", token: parts[0] + "=." + parts[1] + "." + parts[2], noLookup: true},
+		{name: "line break in the signature", reason: "malformed token", token: parts[0] + "." + parts[1] + "." + parts[2][:10] + "\n" + parts[2][10:], noLookup: true},
+		{name: "trailing CRLF", reason: "malformed token", token: valid + "\r\n", noLookup: true},
+		{name: "standard base64 alphabet", reason: "malformed token", token: parts[0] + "." + parts[1] + "." + strings.NewReplacer("-", "+", "_", "/").Replace(parts[2]) + "+/", noLookup: true},
 
 		// Garbage.
 		{name: "empty", reason: "empty token", token: "", noLookup: true},
