@@ -130,9 +130,16 @@ func ValidKeyID(kid string) bool {
 	if kid == "" || len(kid) > MaxKeyIDLength {
 		return false
 	}
-	for i := 0; i < len(kid); i++ {
-		c := kid[i]
-		switch {
+	return urlSafe(kid)
+}
+
+// urlSafe reports whether s holds only [A-Za-z0-9._-]: the base64url
+// alphabet plus the dot. Key IDs are held to it (they become file and
+// URL names), and so are whole tokens, since it is exactly the character
+// set of the JWS compact serialization (RFC 7515 section 7.1).
+func urlSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
 			return false

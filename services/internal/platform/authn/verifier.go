@@ -121,7 +121,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if token == "" {
 		return nil, invalid("empty token")
 	}
-	if !compactJWS(token) {
+	if !urlSafe(token) {
 		return nil, invalid("malformed token")
 	}
 	if v.cache == nil {
@@ -138,20 +138,6 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 		v.cache.add(key, gen, claims)
 	}
 	return claims, err
-}
-
-// compactJWS reports whether token uses only the characters of the JWS
-// compact serialization (RFC 7515 section 7.1): base64url without padding,
-// and dots.
-func compactJWS(token string) bool {
-	for i := 0; i < len(token); i++ {
-		switch c := token[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // verify does the full check of Verify, without the cache.
