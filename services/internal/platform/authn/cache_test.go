@@ -69,6 +69,12 @@ func TestCacheHitSkipsVerification(t *testing.T) {
 			t.Fatalf("tampered token: %v", err)
 		}
 	}
+	// A respelling of the cached token (the base64 decoder would skip the
+	// line break) misses the cache, whose key is the exact string, and is
+	// refused by the full check.
+	if _, err := v.Verify(context.Background(), tok+"\n"); !errors.Is(err, authn.ErrInvalidToken) {
+		t.Fatalf("cached token with a trailing line break: %v", err)
+	}
 	if v.CacheLen() != 1 {
 		t.Errorf("cache holds %d entries, want 1", v.CacheLen())
 	}

@@ -121,9 +121,6 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	if token == "" {
 		return nil, invalid("empty token")
 	}
-	if !urlSafe(token) {
-		return nil, invalid("malformed token")
-	}
 	if v.cache == nil {
 		return v.verify(ctx, token)
 	}
@@ -142,6 +139,11 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 
 // verify does the full check of Verify, without the cache.
 func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
+	// Here rather than in Verify: the cache is keyed by the exact token and
+	// holds only tokens that passed this, so a cache hit needs no rescan.
+	if !urlSafe(token) {
+		return nil, invalid("malformed token")
+	}
 	var (
 		tc       tokenClaims
 		kid      string
