@@ -15,18 +15,21 @@ import (
 // token only moves the start of a listing the caller may read anyway).
 const pageTokenVersion = 1
 
+// pageTokenBytes is the decoded size: version, UUID, checksum.
+const pageTokenBytes = 1 + 16 + 4
+
 // pageTokenLen is the length of every token encodePageToken writes.
 // Checked before decoding because Go's base64 decoder skips CR and LF
 // (even in Strict mode), so "AQ\nGi..." would otherwise decode to the
 // same page as "AQGi...": one token, one spelling.
-var pageTokenLen = base64.RawURLEncoding.EncodedLen(21)
+var pageTokenLen = base64.RawURLEncoding.EncodedLen(pageTokenBytes)
 
 func encodePageToken(lastID string) string {
 	id, err := uuid.Parse(lastID)
 	if err != nil {
 		return ""
 	}
-	b := make([]byte, 0, 21)
+	b := make([]byte, 0, pageTokenBytes)
 	b = append(b, pageTokenVersion)
 	b = append(b, id[:]...)
 	sum := sha256.Sum256(b)
@@ -42,7 +45,7 @@ func decodePageToken(tok string) (string, error) {
 		return "", fmt.Errorf("%w: bad length", ErrInvalidPageToken)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 21 || b[0] != pageTokenVersion {
+	if err != nil || len(b) != pageTokenBytes || b[0] != pageTokenVersion {
 		return "", fmt.Errorf("%w: bad encoding", ErrInvalidPageToken)
 	}
 	sum := sha256.Sum256(b[:17])
