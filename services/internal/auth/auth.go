@@ -22,17 +22,32 @@ var (
 	ErrTokenJustRotated = errors.New("refresh token was just rotated by a concurrent request")
 	ErrRateLimited      = errors.New("too many login attempts")
 	ErrUnavailable      = errors.New("dependency unavailable")
+	ErrUserNotFound     = errors.New("user not found")
+	ErrSessionEnded     = errors.New("session ended: the user changed credentials or was logged out everywhere")
 )
+
+// Account is a user as the User service reports it now: the subject,
+// roles and session version of the tokens the Auth service issues.
+type Account struct {
+	ID             string
+	Roles          []string
+	SessionVersion int64
+}
 
 // Family is one login session: every refresh token minted from one Login
 // belongs to it, and revoking it ends them all.
 type Family struct {
-	ID        string // UUIDv7
-	UserID    string
-	Roles     []string // snapshot taken at login
-	CreatedAt time.Time
-	ExpiresAt time.Time // absolute lifetime (JWT_REFRESH_EXPIRY)
-	RevokedAt time.Time // zero while active
+	ID     string // UUIDv7
+	UserID string
+	// Roles are the roles at login, kept for the record; a refresh issues
+	// the roles the user holds then, from the User service.
+	Roles []string
+	// SessionVersion is the user's session version at login. When the
+	// User service reports another, the session has ended.
+	SessionVersion int64
+	CreatedAt      time.Time
+	ExpiresAt      time.Time // absolute lifetime (JWT_REFRESH_EXPIRY)
+	RevokedAt      time.Time // zero while active
 }
 
 // RefreshToken is one stored refresh token. Only the SHA-256 of the opaque
@@ -61,9 +76,15 @@ type RefreshStore interface {
 	// then ErrTokenJustRotated and nothing changes; ErrUnavailable when the
 	// database cannot be reached.
 	Rotate(ctx context.Context, oldHash string, next RefreshToken, now time.Time, grace time.Duration) (Family, error)
+	// Lookup returns, without changing anything, the token with hash and
+	// its family, or ErrTokenNotFound.
+	Lookup(ctx context.Context, hash string) (RefreshToken, Family, error)
 	// RevokeFamily revokes the family of the token with hash. Revoking a
 	// revoked family succeeds; an unknown hash gives ErrTokenNotFound.
 	RevokeFamily(ctx context.Context, hash string, now time.Time) error
+	// RevokeUserFamilies revokes every unrevoked family of userID whose
+	// SessionVersion is below belowVersion, and returns how many.
+	RevokeUserFamilies(ctx context.Context, userID string, belowVersion int64, now time.Time) (int64, error)
 	// PurgeExpired deletes families (and their tokens) whose absolute
 	// lifetime ended before now, or that were revoked before
 	// now - retention, and returns how many families it deleted.

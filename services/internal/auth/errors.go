@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
@@ -24,6 +25,9 @@ func errorStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	if st, ok := authz.CallerStatus(err); ok {
+		return st
+	}
 	var ferr *fieldError
 	switch {
 	case errors.As(err, &ferr):
@@ -32,10 +36,15 @@ func errorStatus(err error) error {
 		return status.Error(codes.Unauthenticated, "invalid email or password")
 	case errors.Is(err, ErrTokenJustRotated):
 		return status.Error(codes.Aborted, "refresh token was just used by a concurrent request; use the newest refresh token")
-	case errors.Is(err, ErrTokenNotFound), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrTokenReused):
+	case errors.Is(err, ErrTokenNotFound), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrTokenReused),
+		errors.Is(err, ErrSessionEnded):
 		return status.Error(codes.Unauthenticated, "invalid or expired refresh token; log in again")
 	case errors.Is(err, ErrInvalidToken):
 		return status.Error(codes.Unauthenticated, "invalid access token")
+	case errors.Is(err, ErrUserNotFound):
+		// Only RevokeAllSessions can get here for a user other than the
+		// caller, and only an admin may name another user.
+		return status.Error(codes.NotFound, "user not found")
 	case errors.Is(err, ErrRateLimited):
 		return status.Error(codes.ResourceExhausted, "too many login attempts; retry later")
 	case errors.Is(err, ErrUnavailable):

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
-	"strings"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -18,7 +19,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 )
 
 // Limits on untrusted input before any work is done.
@@ -49,29 +53,36 @@ type Service struct {
 	cfg      Config
 	issuer   *Issuer
 	verifier *authn.Verifier
-	users    UserVerifier
+	users    Users
 	store    RefreshStore
-	byEmail  *keyedLimiter
-	byAddr   *keyedLimiter
+	byEmail  *ratelimit.Keyed
+	byAddr   *ratelimit.Keyed
 	metrics  *metrics
 	log      *slog.Logger
 	now      func() time.Time
 }
 
-// PublicMethods are every AuthService method: credentials travel in the
-// request, not in a bearer token.
-func PublicMethods() []string {
-	return []string{
-		authv1.AuthService_Login_FullMethodName,
-		authv1.AuthService_RefreshToken_FullMethodName,
-		authv1.AuthService_ValidateToken_FullMethodName,
-		authv1.AuthService_RevokeToken_FullMethodName,
-		authv1.AuthService_HealthCheck_FullMethodName,
+// Policy is the one declaration of who may call each AuthService method.
+// Every method but RevokeAllSessions is public: its credentials travel in
+// the request, not in a bearer token. RevokeAllSessions acts on a user, so
+// it needs that user's token or an admin's, judged by the user as it is
+// now (ResolveCaller).
+func Policy() authz.Policy {
+	return authz.Policy{
+		Methods: map[string]authz.Access{
+			authv1.AuthService_Login_FullMethodName:             authz.Public,
+			authv1.AuthService_RefreshToken_FullMethodName:      authz.Public,
+			authv1.AuthService_ValidateToken_FullMethodName:     authz.Public,
+			authv1.AuthService_RevokeToken_FullMethodName:       authz.Public,
+			authv1.AuthService_HealthCheck_FullMethodName:       authz.Public,
+			authv1.AuthService_RevokeAllSessions_FullMethodName: authz.SelfOrAdmin,
+		},
+		PublicServices: authn.PublicInfrastructureServices(),
 	}
 }
 
 // NewService wires the handlers.
-func NewService(cfg Config, issuer *Issuer, verifier *authn.Verifier, users UserVerifier, store RefreshStore) *Service {
+func NewService(cfg Config, issuer *Issuer, verifier *authn.Verifier, users Users, store RefreshStore) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -84,8 +95,8 @@ func NewService(cfg Config, issuer *Issuer, verifier *authn.Verifier, users User
 	}
 	return &Service{
 		cfg: cfg, issuer: issuer, verifier: verifier, users: users, store: store,
-		byEmail: newKeyedLimiter(cfg.LoginPerEmail, 100_000),
-		byAddr:  newKeyedLimiter(cfg.LoginPerAddr, 100_000),
+		byEmail: ratelimit.NewKeyed(cfg.LoginPerEmail, 100_000),
+		byAddr:  ratelimit.NewKeyed(cfg.LoginPerAddr, 100_000),
 		metrics: m, log: cfg.Logger, now: time.Now,
 	}
 }
@@ -101,7 +112,7 @@ func (s *Service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 }
 
 func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.LoginResponse, string, error) {
-	email := strings.ToLower(strings.TrimSpace(req.GetEmail()))
+	email := identity.CanonicalEmail(req.GetEmail())
 	switch {
 	case email == "" || len(email) > maxEmailLen || !utf8.ValidString(email):
 		return nil, "invalid", &fieldError{"email", fmt.Sprintf("required, at most %d bytes of UTF-8", maxEmailLen)}
@@ -109,10 +120,10 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		return nil, "invalid", &fieldError{"password", fmt.Sprintf("required, at most %d bytes", maxPasswordLen)}
 	}
 	now := s.now()
-	if !s.byAddr.allow(clientAddr(ctx), now) || !s.byEmail.allow(email, now) {
+	if !s.byAddr.Allow(clientAddr(ctx), now) || !s.byEmail.Allow(email, now) {
 		return nil, "rate_limited", ErrRateLimited
 	}
-	userID, roles, err := s.users.VerifyPassword(ctx, email, req.GetPassword())
+	acct, err := s.users.VerifyPassword(ctx, email, req.GetPassword())
 	switch {
 	case errors.Is(err, ErrBadCredentials):
 		return nil, "bad_credentials", err
@@ -120,18 +131,18 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		s.log.WarnContext(ctx, "login: user service", "error", err)
 		return nil, "unavailable", err
 	}
-	access, refresh, err := s.startFamily(ctx, userID, roles, now)
+	access, refresh, err := s.startFamily(ctx, acct, now)
 	if err != nil {
 		return nil, "error", err
 	}
-	s.log.InfoContext(ctx, "login", "user_id", userID)
+	s.log.InfoContext(ctx, "login", "user_id", acct.ID)
 	return &authv1.LoginResponse{
 		AccessToken: access.Token, RefreshToken: refresh, TokenType: "Bearer",
 		ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
 	}, "success", nil
 }
 
-func (s *Service) startFamily(ctx context.Context, userID string, roles []string, now time.Time) (AccessToken, string, error) {
+func (s *Service) startFamily(ctx context.Context, acct Account, now time.Time) (AccessToken, string, error) {
 	familyID, err := uuid.NewV7()
 	if err != nil {
 		return AccessToken{}, "", err
@@ -141,12 +152,15 @@ func (s *Service) startFamily(ctx context.Context, userID string, roles []string
 		return AccessToken{}, "", err
 	}
 	now = now.UTC().Truncate(time.Microsecond)
-	fam := Family{ID: familyID.String(), UserID: userID, Roles: roles, CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL)}
+	fam := Family{
+		ID: familyID.String(), UserID: acct.ID, Roles: acct.Roles, SessionVersion: acct.SessionVersion,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
+	}
 	first := RefreshToken{Hash: hash, FamilyID: fam.ID, IssuedAt: now, IdleExpiresAt: now.Add(s.cfg.RefreshIdle)}
 	if err := s.store.CreateFamily(ctx, fam, first); err != nil {
 		return AccessToken{}, "", err
 	}
-	access, err := s.issue(userID, roles)
+	access, err := s.issue(acct)
 	if err != nil {
 		return AccessToken{}, "", err
 	}
@@ -154,8 +168,8 @@ func (s *Service) startFamily(ctx context.Context, userID string, roles []string
 	return access, token, nil
 }
 
-func (s *Service) issue(userID string, roles []string) (AccessToken, error) {
-	tok, err := s.issuer.Issue(userID, roles, s.cfg.Audience, s.cfg.AccessTTL)
+func (s *Service) issue(acct Account) (AccessToken, error) {
+	tok, err := s.issuer.Issue(acct, s.cfg.Audience, s.cfg.AccessTTL)
 	if err != nil {
 		return AccessToken{}, err
 	}
@@ -172,21 +186,54 @@ func (s *Service) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequ
 	return resp, nil
 }
 
+// refresh rotates a refresh token and issues an access token for the user
+// as the User service reports it now. The User service is asked before the
+// rotation, so when it cannot answer the client keeps its refresh token
+// (Unavailable, retry); when the user was deleted or its sessions ended
+// since login, the family is revoked and nothing is issued.
 func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshTokenResponse, string, error) {
 	if old == "" || len(old) > maxRefreshTokenLen {
 		return nil, "invalid", &fieldError{"refresh_token", "required, as returned by Login or RefreshToken"}
 	}
+	oldHash := hashRefreshToken(old)
+	current, fam, err := s.store.Lookup(ctx, oldHash)
+	switch {
+	case errors.Is(err, ErrTokenNotFound):
+		return nil, "unknown", err
+	case err != nil:
+		return nil, "error", err
+	}
+	// Only a token that may still rotate is worth a question to the User
+	// service; reuse and revocation are decided by Rotate alone, so reuse
+	// detection works even while the User service is down.
+	var acct Account
+	if current.RotatedAt.IsZero() && fam.RevokedAt.IsZero() {
+		if acct, err = s.currentAccount(ctx, fam); err != nil {
+			if errors.Is(err, ErrUnavailable) {
+				s.log.WarnContext(ctx, "refresh: cannot ask the user service; family kept", "family_id", fam.ID, "error", err)
+				return nil, "unavailable", err
+			}
+			if errors.Is(err, ErrUserNotFound) {
+				return nil, "user_gone", fmt.Errorf("%w: %w", ErrSessionEnded, err)
+			}
+			if errors.Is(err, ErrSessionEnded) {
+				return nil, "session_ended", err
+			}
+			return nil, "error", err
+		}
+	}
+
 	token, hash, err := newRefreshToken()
 	if err != nil {
 		return nil, "error", err
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
 	next := RefreshToken{Hash: hash, IssuedAt: now, IdleExpiresAt: now.Add(s.cfg.RefreshIdle)}
-	fam, err := s.store.Rotate(ctx, hashRefreshToken(old), next, now, s.cfg.ReuseGrace)
+	rotated, err := s.store.Rotate(ctx, oldHash, next, now, s.cfg.ReuseGrace)
 	switch {
 	case errors.Is(err, ErrTokenReused):
 		s.metrics.reuse.Inc()
-		s.log.WarnContext(ctx, "refresh token reuse detected; family revoked")
+		s.log.WarnContext(ctx, "refresh token reuse detected; family revoked", "family_id", fam.ID, "user_id", fam.UserID)
 		return nil, "reused", err
 	case errors.Is(err, ErrTokenJustRotated):
 		return nil, "concurrent", err
@@ -199,7 +246,12 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 	case err != nil:
 		return nil, "error", err
 	}
-	access, err := s.issue(fam.UserID, fam.Roles)
+	if acct.ID != rotated.UserID {
+		// Rotate accepted a token Lookup had seen rotated or revoked: the
+		// store broke its own rules. Issue nothing.
+		return nil, "error", fmt.Errorf("refresh: family %s rotated without a current account", rotated.ID)
+	}
+	access, err := s.issue(acct)
 	if err != nil {
 		return nil, "error", err
 	}
@@ -208,6 +260,82 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 		AccessToken: access.Token, RefreshToken: token, TokenType: "Bearer",
 		ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
 	}, "success", nil
+}
+
+// currentAccount asks the User service for the family's user as it is now.
+// A deleted user (ErrUserNotFound) or a session version that moved on since
+// login (ErrSessionEnded) ends the family, and every other family of the
+// user that the same change ended, here and now.
+func (s *Service) currentAccount(ctx context.Context, fam Family) (Account, error) {
+	acct, err := s.users.SessionState(ctx, fam.UserID)
+	switch {
+	case errors.Is(err, ErrUserNotFound):
+		s.endFamilies(ctx, fam.UserID, math.MaxInt64, "user deleted")
+		return Account{}, err
+	case err != nil:
+		return Account{}, err
+	case acct.SessionVersion != fam.SessionVersion:
+		s.endFamilies(ctx, fam.UserID, acct.SessionVersion, "sessions ended")
+		return Account{}, fmt.Errorf("%w: family of session version %d, user at %d", ErrSessionEnded, fam.SessionVersion, acct.SessionVersion)
+	}
+	return acct, nil
+}
+
+// endFamilies revokes the user's families below belowVersion. It is
+// bookkeeping: the version comparison already refuses them, so a failure
+// here is logged and the call goes on.
+func (s *Service) endFamilies(ctx context.Context, userID string, belowVersion int64, why string) int64 {
+	n, err := s.store.RevokeUserFamilies(ctx, userID, belowVersion, s.now().UTC())
+	if err != nil {
+		s.log.WarnContext(ctx, "revoking ended refresh families", "user_id", userID, "why", why, "error", err)
+		return 0
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "refresh families revoked", "user_id", userID, "why", why, "families", n)
+	}
+	return n
+}
+
+// RevokeAllSessions ends every session of a user: the User service moves
+// the user's session version on (so it refuses every earlier access token
+// at once, and every refresh of an earlier family fails), then this
+// service revokes the user's families. The policy admits the user itself
+// or an admin.
+func (s *Service) RevokeAllSessions(ctx context.Context, req *authv1.RevokeAllSessionsRequest) (*authv1.RevokeAllSessionsResponse, error) {
+	id := req.GetUserId()
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return nil, errorStatus(&fieldError{"user_id", "must be a user id (UUID)"})
+	}
+	version, err := s.users.EndSessions(ctx, id)
+	if err != nil {
+		return nil, errorStatus(err)
+	}
+	n := s.endFamilies(ctx, id, version, "revoke all sessions")
+	caller, _ := authz.Caller(ctx)
+	s.log.InfoContext(ctx, "all sessions revoked", "user_id", id, "by", caller.ID, "families", n)
+	return &authv1.RevokeAllSessionsResponse{}, nil
+}
+
+// ResolveCaller is the authz.Resolver of this service: the caller as the
+// User service reports it now (roles, and whether the token's session has
+// ended), since this service keeps no users of its own.
+func (s *Service) ResolveCaller(ctx context.Context, c *authn.Claims) (authz.Principal, error) {
+	if c.Subject == identity.ServiceSubject {
+		return authz.Principal{ID: c.Subject, Service: c.HasRole(identity.RoleService)}, nil
+	}
+	acct, err := s.users.SessionState(ctx, c.Subject)
+	switch {
+	case errors.Is(err, ErrUserNotFound):
+		return authz.Principal{}, fmt.Errorf("%w: the token's user no longer exists", authz.ErrSessionEnded)
+	case errors.Is(err, ErrUnavailable):
+		return authz.Principal{}, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+	case err != nil:
+		return authz.Principal{}, err
+	case acct.SessionVersion != c.SessionVersion:
+		return authz.Principal{}, fmt.Errorf("%w: token of session version %d, the user's is %d", authz.ErrSessionEnded, c.SessionVersion, acct.SessionVersion)
+	}
+	roles := slices.DeleteFunc(slices.Clone(acct.Roles), func(r string) bool { return r == identity.RoleService })
+	return authz.Principal{ID: acct.ID, Roles: roles}, nil
 }
 
 func (s *Service) ValidateToken(ctx context.Context, req *authv1.ValidateTokenRequest) (*authv1.ValidateTokenResponse, error) {

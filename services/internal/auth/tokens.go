@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 )
 
@@ -106,11 +107,23 @@ type AccessToken struct {
 	ExpiresAt time.Time
 }
 
-// Issue signs an access token for subject with roles, valid for ttl, for
-// the given audience. The header carries typ at+jwt (RFC 9068) so it can
-// never be mistaken for another kind of JWT, and kid so verifiers pick
-// the key without trying each.
-func (i *Issuer) Issue(subject string, roles []string, audience string, ttl time.Duration) (AccessToken, error) {
+// Issue signs an access token for the user acct, with its roles and
+// session version, valid for ttl, for the given audience.
+func (i *Issuer) Issue(acct Account, audience string, ttl time.Duration) (AccessToken, error) {
+	version := acct.SessionVersion
+	return i.issue(acct.ID, acct.Roles, &version, audience, ttl)
+}
+
+// IssueService signs the Auth service's own token: subject
+// identity.ServiceSubject, role identity.RoleService, no session.
+func (i *Issuer) IssueService(audience string, ttl time.Duration) (AccessToken, error) {
+	return i.issue(identity.ServiceSubject, []string{identity.RoleService}, nil, audience, ttl)
+}
+
+// issue signs an access token. The header carries typ at+jwt (RFC 9068) so
+// it can never be mistaken for another kind of JWT, and kid so verifiers
+// pick the key without trying each.
+func (i *Issuer) issue(subject string, roles []string, sessionVersion *int64, audience string, ttl time.Duration) (AccessToken, error) {
 	kid, method, signer, err := i.activeKey()
 	if err != nil {
 		return AccessToken{}, err
@@ -129,7 +142,8 @@ func (i *Issuer) Issue(subject string, roles []string, audience string, ttl time
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        uuid.NewString(),
 		},
-		Roles: roles,
+		Roles:          roles,
+		SessionVersion: sessionVersion,
 	}
 	tok := jwt.NewWithClaims(method, claims)
 	tok.Header["typ"] = "at+jwt"
@@ -149,6 +163,10 @@ func (i *Issuer) Issue(subject string, roles []string, audience string, ttl time
 type accessClaims struct {
 	jwt.RegisteredClaims
 	Roles []string `json:"roles"`
+	// SessionVersion is the user's session version at issue; the User
+	// service refuses the token once it has moved on. Absent on the
+	// service token, which belongs to no session.
+	SessionVersion *int64 `json:"session_version,omitempty"`
 }
 
 // newRefreshToken returns an opaque refresh token (256 random bits) and the

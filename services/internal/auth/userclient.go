@@ -15,23 +15,21 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 )
 
-// RoleService is the role of the Auth service's own tokens; the User
-// service lets only it call VerifyPassword.
-const RoleService = "service"
-
-// ServiceSubject is the subject of the Auth service's own tokens.
-const ServiceSubject = "service:gatehouse-auth"
-
 // UserClientRetryPolicy is the client-side service config Gatehouse uses
 // to reach the User service, and the one users should copy: round-robin
 // over every resolved address (a headless Service gives one per pod), and
 // retries on UNAVAILABLE, which only happens before a server has begun
 // processing a call (connection refused, or GOAWAY during a rollout), for
-// the idempotent VerifyPassword.
+// the methods the Auth service calls: VerifyPassword and GetSessionState
+// only read, and EndSessions repeated ends the same sessions.
 const UserClientRetryPolicy = `{
   "loadBalancingConfig": [{"round_robin": {}}],
   "methodConfig": [{
-    "name": [{"service": "user.v1.UserService", "method": "VerifyPassword"}],
+    "name": [
+      {"service": "user.v1.UserService", "method": "VerifyPassword"},
+      {"service": "user.v1.UserService", "method": "GetSessionState"},
+      {"service": "user.v1.UserService", "method": "EndSessions"}
+    ],
     "timeout": "5s",
     "retryPolicy": {
       "maxAttempts": 3,
@@ -43,47 +41,103 @@ const UserClientRetryPolicy = `{
   }]
 }`
 
-// UserVerifier checks credentials with the User service.
-type UserVerifier interface {
-	VerifyPassword(ctx context.Context, email, password string) (userID string, roles []string, err error)
+// Users is what the Auth service asks the User service, which owns users:
+// whether credentials are right (Login), who a session's user is now
+// (every refresh), and to end a user's sessions (RevokeAllSessions). The
+// dependency is one-way: the User service never calls the Auth service.
+type Users interface {
+	// VerifyPassword returns the account whose credentials these are, or
+	// ErrBadCredentials.
+	VerifyPassword(ctx context.Context, email, password string) (Account, error)
+	// SessionState returns the account as it is now, or ErrUserNotFound.
+	SessionState(ctx context.Context, userID string) (Account, error)
+	// EndSessions moves the user's session version on and returns the new
+	// one, or ErrUserNotFound.
+	EndSessions(ctx context.Context, userID string) (int64, error)
 }
 
-// GRPCUserVerifier calls user.v1.UserService/VerifyPassword.
-type GRPCUserVerifier struct {
+// GRPCUsers calls user.v1.UserService with the Auth service's own token.
+type GRPCUsers struct {
 	client userv1.UserServiceClient
 }
 
-// NewGRPCUserVerifier wraps a connection to the User service.
-func NewGRPCUserVerifier(conn grpc.ClientConnInterface) *GRPCUserVerifier {
-	return &GRPCUserVerifier{client: userv1.NewUserServiceClient(conn)}
+// NewGRPCUsers wraps a connection to the User service.
+func NewGRPCUsers(conn grpc.ClientConnInterface) *GRPCUsers {
+	return &GRPCUsers{client: userv1.NewUserServiceClient(conn)}
 }
 
 // VerifyPassword maps the User service's answer to domain errors: wrong
 // credentials stay ErrBadCredentials, anything that says "try later"
 // becomes ErrUnavailable, never Internal.
-func (v *GRPCUserVerifier) VerifyPassword(ctx context.Context, email, password string) (string, []string, error) {
-	resp, err := v.client.VerifyPassword(ctx, &userv1.VerifyPasswordRequest{Email: email, Password: password})
+func (g *GRPCUsers) VerifyPassword(ctx context.Context, email, password string) (Account, error) {
+	resp, err := g.client.VerifyPassword(ctx, &userv1.VerifyPasswordRequest{Email: email, Password: password})
 	switch status.Code(err) {
 	case codes.OK:
-		return resp.GetUser().GetId(), resp.GetUser().GetRoles(), nil
+		return accountOf(resp.GetUser(), resp.GetSessionVersion()), nil
 	case codes.Unauthenticated, codes.InvalidArgument, codes.NotFound:
 		if reason := authn.RejectionReason(err); reason != "" {
-			// The User service refused our own service token, not the
-			// user's credentials, which it never checked: its keys and
-			// ours disagree (a key replaced while its JWKS cache holds the
-			// old one). Saying "invalid email or password" would send the
-			// user to reset a password that is fine.
-			return "", nil, fmt.Errorf("%w: user service refused the Auth service's token (%s): are its verification keys behind this service's signing keys?", ErrUnavailable, reason)
+			return Account{}, serviceTokenRefused(reason)
 		}
-		return "", nil, ErrBadCredentials
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Canceled:
-		return "", nil, fmt.Errorf("%w: user service: %s", ErrUnavailable, status.Code(err))
+		return Account{}, ErrBadCredentials
 	default:
-		// PermissionDenied means our service token is not accepted
-		// (keys not yet propagated, wrong audience): a configuration
-		// problem the operator must see, and the client may retry.
-		return "", nil, fmt.Errorf("%w: user service answered %s: %s", ErrUnavailable, status.Code(err), status.Convert(err).Message())
+		return Account{}, unavailable(err)
 	}
+}
+
+// SessionState asks for the user as it is now.
+func (g *GRPCUsers) SessionState(ctx context.Context, userID string) (Account, error) {
+	resp, err := g.client.GetSessionState(ctx, &userv1.GetSessionStateRequest{Id: userID})
+	switch status.Code(err) {
+	case codes.OK:
+		return accountOf(resp.GetUser(), resp.GetSessionVersion()), nil
+	case codes.NotFound:
+		return Account{}, ErrUserNotFound
+	case codes.Unauthenticated:
+		if reason := authn.RejectionReason(err); reason != "" {
+			return Account{}, serviceTokenRefused(reason)
+		}
+		return Account{}, unavailable(err)
+	default:
+		return Account{}, unavailable(err)
+	}
+}
+
+// EndSessions asks the User service to end the user's sessions.
+func (g *GRPCUsers) EndSessions(ctx context.Context, userID string) (int64, error) {
+	resp, err := g.client.EndSessions(ctx, &userv1.EndSessionsRequest{Id: userID})
+	switch status.Code(err) {
+	case codes.OK:
+		return resp.GetSessionVersion(), nil
+	case codes.NotFound:
+		return 0, ErrUserNotFound
+	case codes.Unauthenticated:
+		if reason := authn.RejectionReason(err); reason != "" {
+			return 0, serviceTokenRefused(reason)
+		}
+		return 0, unavailable(err)
+	default:
+		return 0, unavailable(err)
+	}
+}
+
+func accountOf(u *userv1.User, sessionVersion int64) Account {
+	return Account{ID: u.GetId(), Roles: u.GetRoles(), SessionVersion: sessionVersion}
+}
+
+// serviceTokenRefused: the User service refused our own service token,
+// not the user's credentials, which it never checked: its keys and ours
+// disagree (a key replaced while its JWKS cache holds the old one).
+// Saying "invalid email or password" would send the user to reset a
+// password that is fine.
+func serviceTokenRefused(reason string) error {
+	return fmt.Errorf("%w: user service refused the Auth service's token (%s): are its verification keys behind this service's signing keys?", ErrUnavailable, reason)
+}
+
+// unavailable: anything else says "try later". PermissionDenied means our
+// service token is not accepted (keys not yet propagated, wrong audience):
+// a configuration problem the operator must see, and the client may retry.
+func unavailable(err error) error {
+	return fmt.Errorf("%w: user service answered %s: %s", ErrUnavailable, status.Code(err), status.Convert(err).Message())
 }
 
 // ServiceCredentials attach a short-lived service token, minted by the
@@ -112,7 +166,7 @@ func (c *ServiceCredentials) GetRequestMetadata(context.Context, ...string) (map
 	// Re-mint when close to expiry or when the active key changed, so a
 	// key rotation reaches service tokens at once.
 	if time.Until(c.token.ExpiresAt) < c.ttl/5 || c.token.KeyID != c.issuer.ActiveKeyID() {
-		tok, err := c.issuer.Issue(ServiceSubject, []string{RoleService}, c.audience, c.ttl)
+		tok, err := c.issuer.IssueService(c.audience, c.ttl)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "cannot mint service token: %v", err)
 		}

@@ -376,7 +376,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 // later.
 func TestAuthServiceInterceptorInstalled(t *testing.T) {
 	p := startPair(t)
-	public := append(auth.PublicMethods(), authn.PublicInfrastructureServices()...)
+	public := append(auth.Policy().PublicMethods(), authn.PublicInfrastructureServices()...)
 	authntest.CheckAllMethodsProtected(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), public...)
 }
 

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
@@ -48,6 +49,9 @@ func errorStatus(err error) error {
 	if err == nil {
 		return nil
 	}
+	if st, ok := authz.CallerStatus(err); ok {
+		return st
+	}
 	var verr *ValidationError
 	switch {
 	case errors.As(err, &verr):
@@ -67,7 +71,17 @@ func errorStatus(err error) error {
 	case errors.Is(err, ErrUnauthenticated):
 		return status.Error(codes.Unauthenticated, "authentication required")
 	case errors.Is(err, ErrPermissionDenied):
-		return status.Error(codes.PermissionDenied, "permission denied")
+		// The sentinel's wrappers say which rule refused; they are fixed
+		// strings written for the client, never input.
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrWrongPassword):
+		return badRequest("current_password", "does not match the account's password")
+	case errors.Is(err, ErrStale):
+		return status.Error(codes.Aborted, "the user changed since its etag was read; read it again and retry")
+	case errors.Is(err, ErrLastAdmin):
+		return status.Error(codes.FailedPrecondition, "the last admin cannot be deleted or lose the admin role; make another admin first")
+	case errors.Is(err, ErrRateLimited):
+		return status.Error(codes.ResourceExhausted, "too many attempts; retry later")
 	case errors.Is(err, ErrOverloaded):
 		return status.Error(codes.ResourceExhausted, "server busy hashing passwords; retry with backoff")
 	case errors.Is(err, ErrUnavailable):

@@ -8,23 +8,47 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 )
 
-// Roles a user may hold. Plain users hold none.
-const (
-	RoleAdmin   = "admin"
-	RoleService = "service"
-)
+// RoleAdmin is the one role a user can hold; plain users hold none. The
+// name, and the Auth service's own role, are declared in package identity.
+const RoleAdmin = identity.RoleAdmin
 
 // User is an account as the domain sees it.
 type User struct {
 	ID           string // UUIDv7
-	Email        string // lower-cased
+	Email        string // canonical: identity.CanonicalEmail
 	DisplayName  string
 	Roles        []string
 	PasswordHash string // argon2id PHC string; never leaves the service
 	CreateTime   time.Time
 	UpdateTime   time.Time
+	// Version moves on with every change of the user: its etag (AIP-154)
+	// and the condition of writes that name one.
+	Version int64
+	// SessionVersion moves on whenever the user's sessions end (password
+	// changed or reset, email changed, EndSessions). Access tokens and
+	// refresh families carry the version they were issued at; an older one
+	// is refused.
+	SessionVersion int64
+}
+
+// Change is a partial update of a user: only the fields set are written,
+// in one atomic statement, so concurrent changes of different fields never
+// undo each other.
+type Change struct {
+	Email        *string
+	DisplayName  *string
+	Roles        *[]string
+	PasswordHash *string
+	// EndSessions moves SessionVersion on with the change.
+	EndSessions bool
+	// IfVersion, when not zero, makes the change conditional: ErrStale if
+	// the user's Version is no longer this.
+	IfVersion  int64
+	UpdateTime time.Time // zero means now
 }
 
 // HasRole reports whether u holds role.
@@ -47,6 +71,10 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	ErrUnauthenticated  = errors.New("authentication required")
 	ErrOverloaded       = errors.New("too many concurrent password operations")
+	ErrStale            = errors.New("user changed since the etag was read")
+	ErrLastAdmin        = errors.New("the last admin cannot be removed")
+	ErrRateLimited      = errors.New("too many attempts")
+	ErrWrongPassword    = errors.New("current password does not match")
 )
 
 // Store persists users. Implementations return ErrNotFound, ErrEmailTaken
@@ -57,10 +85,18 @@ type Store interface {
 	GetByEmail(ctx context.Context, email string) (User, error)
 	// List returns up to limit users with id > afterID, ordered by id.
 	List(ctx context.Context, afterID string, limit int) ([]User, error)
-	// Update replaces every mutable field of the user with u.ID and sets
-	// its update time; ErrNotFound if there is none.
-	Update(ctx context.Context, u User) error
-	Delete(ctx context.Context, id string) error
+	// Update applies ch to the user with id atomically, moves its Version
+	// on, and returns the user as written. ErrNotFound if there is none,
+	// ErrStale if ch.IfVersion is set and no longer current, ErrEmailTaken,
+	// and ErrLastAdmin if it would take the admin role from the last
+	// admin.
+	Update(ctx context.Context, id string, ch Change) (User, error)
+	// Delete removes the user with id; ifVersion as Change.IfVersion.
+	// ErrNotFound, ErrStale, or ErrLastAdmin for the last admin.
+	Delete(ctx context.Context, id string, ifVersion int64) error
+	// EndSessions moves the user's SessionVersion on and returns the new
+	// one; ErrNotFound if there is no such user.
+	EndSessions(ctx context.Context, id string) (int64, error)
 	Ping(ctx context.Context) error
 }
 

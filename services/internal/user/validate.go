@@ -3,11 +3,14 @@ package user
 import (
 	"fmt"
 	"net/mail"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 )
 
 // Input limits. Passwords are capped so argon2id cost stays bounded and
@@ -21,10 +24,8 @@ const (
 	MaxPageSize       = 1000
 )
 
-var knownRoles = map[string]bool{RoleAdmin: true, RoleService: true}
-
-// normalizeEmail checks an address and returns its canonical (lower-case)
-// form, which is what uniqueness is decided on.
+// normalizeEmail checks an address and returns its canonical form
+// (identity.CanonicalEmail), which is what uniqueness is decided on.
 func normalizeEmail(v *ValidationError, field, email string) string {
 	switch {
 	case email == "":
@@ -43,7 +44,7 @@ func normalizeEmail(v *ValidationError, field, email string) string {
 		v.add(field, "must be an email address like name@example.com")
 		return ""
 	}
-	return strings.ToLower(email)
+	return identity.CanonicalEmail(email)
 }
 
 func checkPassword(v *ValidationError, field, pw string) {
@@ -67,12 +68,21 @@ func checkDisplayName(v *ValidationError, field, name string) {
 	}
 }
 
+// checkRoles validates roles an admin assigns and returns them without
+// duplicates. Only identity.AssignableRoles pass: "service" is the Auth
+// service's own identity (it unlocks VerifyPassword) and no account can be
+// given it.
 func checkRoles(v *ValidationError, field string, roles []string) []string {
 	seen := map[string]bool{}
 	out := make([]string, 0, len(roles))
+	assignable := identity.AssignableRoles()
 	for _, r := range roles {
-		if !knownRoles[r] {
-			v.add(field, fmt.Sprintf("unknown role %q; known roles: admin, service", truncate(r, 32)))
+		switch {
+		case r == identity.RoleService:
+			v.add(field, `role "service" belongs to the Auth service's own identity and cannot be assigned`)
+			continue
+		case !slices.Contains(assignable, r):
+			v.add(field, fmt.Sprintf("unknown role %q; assignable roles: %s", truncate(r, 32), strings.Join(assignable, ", ")))
 			continue
 		}
 		if !seen[r] {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
@@ -54,7 +55,7 @@ func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	asService := authn.ContextWithClaims(ctx, &authn.Claims{Subject: "service:auth", Roles: []string{user.RoleService}})
+	asService := authn.ContextWithClaims(ctx, &authn.Claims{Subject: "service:auth", Roles: []string{identity.RoleService}})
 
 	tests := []struct {
 		name, email, pw string

@@ -32,29 +32,48 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthService_Login_FullMethodName         = "/auth.v1.AuthService/Login"
-	AuthService_RefreshToken_FullMethodName  = "/auth.v1.AuthService/RefreshToken"
-	AuthService_ValidateToken_FullMethodName = "/auth.v1.AuthService/ValidateToken"
-	AuthService_RevokeToken_FullMethodName   = "/auth.v1.AuthService/RevokeToken"
-	AuthService_HealthCheck_FullMethodName   = "/auth.v1.AuthService/HealthCheck"
+	AuthService_Login_FullMethodName             = "/auth.v1.AuthService/Login"
+	AuthService_RefreshToken_FullMethodName      = "/auth.v1.AuthService/RefreshToken"
+	AuthService_ValidateToken_FullMethodName     = "/auth.v1.AuthService/ValidateToken"
+	AuthService_RevokeToken_FullMethodName       = "/auth.v1.AuthService/RevokeToken"
+	AuthService_RevokeAllSessions_FullMethodName = "/auth.v1.AuthService/RevokeAllSessions"
+	AuthService_HealthCheck_FullMethodName       = "/auth.v1.AuthService/HealthCheck"
 )
 
 // AuthServiceClient is the client API for AuthService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AuthService issues and checks tokens. None of its methods needs a token:
-// the credentials travel in the request.
+// AuthService issues and checks tokens. Its methods need no token (the
+// credentials travel in the request) except RevokeAllSessions.
+//
+// Access tokens carry the roles the user holds when they are issued, and
+// its session version (claim "session_version"). The User service checks
+// both against the account on every call, so a demotion, deletion or ended
+// session takes effect there at once; any other service relying on the
+// token alone accepts it until "exp" (at most JWT_ACCESS_EXPIRY, 15 minutes
+// by default).
 type AuthServiceClient interface {
 	// Login exchanges an email and password for an access and a refresh token.
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
 	// RefreshToken rotates a refresh token: the presented one stops working.
-	// Presenting an already rotated token revokes its whole family.
+	// Presenting an already rotated token revokes its whole family. The new
+	// access token carries the roles the user holds now, as the User service
+	// reports them; a deleted user, or a session ended since Login (password
+	// changed or reset, email changed, RevokeAllSessions), gets
+	// UNAUTHENTICATED and its family is revoked. UNAVAILABLE (retry with the
+	// same refresh token) when the User service cannot be asked.
 	RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*RefreshTokenResponse, error)
 	// ValidateToken checks an access token and returns its claims.
 	ValidateToken(ctx context.Context, in *ValidateTokenRequest, opts ...grpc.CallOption) (*ValidateTokenResponse, error)
 	// RevokeToken revokes the refresh token's family (logout). Idempotent.
+	// Access tokens already issued stay valid until they expire.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// RevokeAllSessions ends every session of a user ("log out everywhere"):
+	// every refresh token stops working and the User service refuses every
+	// access token issued before the call. Needs a bearer token of the user
+	// itself or of an admin.
+	RevokeAllSessions(ctx context.Context, in *RevokeAllSessionsRequest, opts ...grpc.CallOption) (*RevokeAllSessionsResponse, error)
 	// HealthCheck reports the same state as grpc.health.v1 for this service.
 	HealthCheck(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*HealthCheckResponse, error)
 }
@@ -107,6 +126,16 @@ func (c *authServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenRequ
 	return out, nil
 }
 
+func (c *authServiceClient) RevokeAllSessions(ctx context.Context, in *RevokeAllSessionsRequest, opts ...grpc.CallOption) (*RevokeAllSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeAllSessionsResponse)
+	err := c.cc.Invoke(ctx, AuthService_RevokeAllSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *authServiceClient) HealthCheck(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*HealthCheckResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HealthCheckResponse)
@@ -121,18 +150,36 @@ func (c *authServiceClient) HealthCheck(ctx context.Context, in *emptypb.Empty, 
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
 //
-// AuthService issues and checks tokens. None of its methods needs a token:
-// the credentials travel in the request.
+// AuthService issues and checks tokens. Its methods need no token (the
+// credentials travel in the request) except RevokeAllSessions.
+//
+// Access tokens carry the roles the user holds when they are issued, and
+// its session version (claim "session_version"). The User service checks
+// both against the account on every call, so a demotion, deletion or ended
+// session takes effect there at once; any other service relying on the
+// token alone accepts it until "exp" (at most JWT_ACCESS_EXPIRY, 15 minutes
+// by default).
 type AuthServiceServer interface {
 	// Login exchanges an email and password for an access and a refresh token.
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
 	// RefreshToken rotates a refresh token: the presented one stops working.
-	// Presenting an already rotated token revokes its whole family.
+	// Presenting an already rotated token revokes its whole family. The new
+	// access token carries the roles the user holds now, as the User service
+	// reports them; a deleted user, or a session ended since Login (password
+	// changed or reset, email changed, RevokeAllSessions), gets
+	// UNAUTHENTICATED and its family is revoked. UNAVAILABLE (retry with the
+	// same refresh token) when the User service cannot be asked.
 	RefreshToken(context.Context, *RefreshTokenRequest) (*RefreshTokenResponse, error)
 	// ValidateToken checks an access token and returns its claims.
 	ValidateToken(context.Context, *ValidateTokenRequest) (*ValidateTokenResponse, error)
 	// RevokeToken revokes the refresh token's family (logout). Idempotent.
+	// Access tokens already issued stay valid until they expire.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// RevokeAllSessions ends every session of a user ("log out everywhere"):
+	// every refresh token stops working and the User service refuses every
+	// access token issued before the call. Needs a bearer token of the user
+	// itself or of an admin.
+	RevokeAllSessions(context.Context, *RevokeAllSessionsRequest) (*RevokeAllSessionsResponse, error)
 	// HealthCheck reports the same state as grpc.health.v1 for this service.
 	HealthCheck(context.Context, *emptypb.Empty) (*HealthCheckResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
@@ -156,6 +203,9 @@ func (UnimplementedAuthServiceServer) ValidateToken(context.Context, *ValidateTo
 }
 func (UnimplementedAuthServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedAuthServiceServer) RevokeAllSessions(context.Context, *RevokeAllSessionsRequest) (*RevokeAllSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevokeAllSessions not implemented")
 }
 func (UnimplementedAuthServiceServer) HealthCheck(context.Context, *emptypb.Empty) (*HealthCheckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HealthCheck not implemented")
@@ -253,6 +303,24 @@ func _AuthService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_RevokeAllSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeAllSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).RevokeAllSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_RevokeAllSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).RevokeAllSessions(ctx, req.(*RevokeAllSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuthService_HealthCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(emptypb.Empty)
 	if err := dec(in); err != nil {
@@ -293,6 +361,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _AuthService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "RevokeAllSessions",
+			Handler:    _AuthService_RevokeAllSessions_Handler,
 		},
 		{
 			MethodName: "HealthCheck",

@@ -80,7 +80,7 @@ func (x HealthCheckResponse_ServingStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use HealthCheckResponse_ServingStatus.Descriptor instead.
 func (HealthCheckResponse_ServingStatus) EnumDescriptor() ([]byte, []int) {
-	return file_user_v1_user_proto_rawDescGZIP(), []int{13, 0}
+	return file_user_v1_user_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type User struct {
@@ -90,10 +90,16 @@ type User struct {
 	// Stored lower-cased; unique regardless of case.
 	Email       string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Known roles: "admin", "service". Plain users have none.
-	Roles         []string               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// The only role a user can hold is "admin"; plain users have none. (The
+	// role "service" belongs to the Auth service's own identity and cannot be
+	// assigned.)
+	Roles      []string               `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Changes whenever the user changes (AIP-154). Pass it back in
+	// UpdateUserRequest.etag or DeleteUserRequest.etag to act only if nobody
+	// changed the user since you read it. Opaque: compare, never parse.
+	Etag          string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -170,6 +176,13 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 type CreateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Email string                 `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
@@ -177,7 +190,7 @@ type CreateUserRequest struct {
 	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
 	// At most 100 characters.
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Only an admin may set roles.
+	// Only an admin may set roles; the only assignable role is "admin".
 	Roles         []string `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -490,8 +503,12 @@ type UpdateUserRequest struct {
 	Password    string   `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
 	Roles       []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
 	// Paths: "email", "display_name", "password", "roles". Empty means every
-	// non-empty field among email, display_name and password.
-	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,6,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// non-empty field among email, display_name and password. With grpcurl,
+	// write it as {"paths": ["display_name"]}.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,6,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Optional: the etag of the user as the caller last read it. If the user
+	// changed since, nothing is written and the call fails with ABORTED.
+	Etag          string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -568,6 +585,13 @@ func (x *UpdateUserRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
 	return nil
 }
 
+func (x *UpdateUserRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 type UpdateUserResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -613,8 +637,11 @@ func (x *UpdateUserResponse) GetUser() *User {
 }
 
 type DeleteUserRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional: the etag of the user as the caller last read it; if it
+	// changed since, nothing is deleted and the call fails with ABORTED.
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -656,6 +683,112 @@ func (x *DeleteUserRequest) GetId() string {
 	return ""
 }
 
+func (x *DeleteUserRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+type ChangePasswordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's own id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The password in use now.
+	CurrentPassword string `protobuf:"bytes,2,opt,name=current_password,json=currentPassword,proto3" json:"current_password,omitempty"`
+	// 8 to 128 characters.
+	NewPassword   string `protobuf:"bytes,3,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordRequest) Reset() {
+	*x = ChangePasswordRequest{}
+	mi := &file_user_v1_user_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordRequest) ProtoMessage() {}
+
+func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
+func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ChangePasswordRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetCurrentPassword() string {
+	if x != nil {
+		return x.CurrentPassword
+	}
+	return ""
+}
+
+func (x *ChangePasswordRequest) GetNewPassword() string {
+	if x != nil {
+		return x.NewPassword
+	}
+	return ""
+}
+
+type ChangePasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangePasswordResponse) Reset() {
+	*x = ChangePasswordResponse{}
+	mi := &file_user_v1_user_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangePasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangePasswordResponse) ProtoMessage() {}
+
+func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
+func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{11}
+}
+
 type DeleteUserResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -664,7 +797,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_user_v1_user_proto_msgTypes[10]
+	mi := &file_user_v1_user_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +809,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_user_v1_user_proto_msgTypes[10]
+	mi := &file_user_v1_user_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +822,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_user_v1_user_proto_rawDescGZIP(), []int{10}
+	return file_user_v1_user_proto_rawDescGZIP(), []int{12}
 }
 
 type VerifyPasswordRequest struct {
@@ -702,7 +835,7 @@ type VerifyPasswordRequest struct {
 
 func (x *VerifyPasswordRequest) Reset() {
 	*x = VerifyPasswordRequest{}
-	mi := &file_user_v1_user_proto_msgTypes[11]
+	mi := &file_user_v1_user_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +847,7 @@ func (x *VerifyPasswordRequest) String() string {
 func (*VerifyPasswordRequest) ProtoMessage() {}
 
 func (x *VerifyPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_user_v1_user_proto_msgTypes[11]
+	mi := &file_user_v1_user_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +860,7 @@ func (x *VerifyPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPasswordRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_user_v1_user_proto_rawDescGZIP(), []int{11}
+	return file_user_v1_user_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *VerifyPasswordRequest) GetEmail() string {
@@ -745,15 +878,18 @@ func (x *VerifyPasswordRequest) GetPassword() string {
 }
 
 type VerifyPasswordResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// The user's session version now: tokens issued at an older one are
+	// refused (see GetSessionStateResponse).
+	SessionVersion int64 `protobuf:"varint,2,opt,name=session_version,json=sessionVersion,proto3" json:"session_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *VerifyPasswordResponse) Reset() {
 	*x = VerifyPasswordResponse{}
-	mi := &file_user_v1_user_proto_msgTypes[12]
+	mi := &file_user_v1_user_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +901,7 @@ func (x *VerifyPasswordResponse) String() string {
 func (*VerifyPasswordResponse) ProtoMessage() {}
 
 func (x *VerifyPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_user_v1_user_proto_msgTypes[12]
+	mi := &file_user_v1_user_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +914,7 @@ func (x *VerifyPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPasswordResponse.ProtoReflect.Descriptor instead.
 func (*VerifyPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_user_v1_user_proto_rawDescGZIP(), []int{12}
+	return file_user_v1_user_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *VerifyPasswordResponse) GetUser() *User {
@@ -786,6 +922,204 @@ func (x *VerifyPasswordResponse) GetUser() *User {
 		return x.User
 	}
 	return nil
+}
+
+func (x *VerifyPasswordResponse) GetSessionVersion() int64 {
+	if x != nil {
+		return x.SessionVersion
+	}
+	return 0
+}
+
+type GetSessionStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user a session belongs to.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionStateRequest) Reset() {
+	*x = GetSessionStateRequest{}
+	mi := &file_user_v1_user_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionStateRequest) ProtoMessage() {}
+
+func (x *GetSessionStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionStateRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionStateRequest) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetSessionStateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetSessionStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as it is now (current roles).
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Moves on whenever the user's sessions end: password changed or reset,
+	// email changed, EndSessions. A session (refresh-token family, access
+	// token's session_version claim) issued at an older version has ended.
+	SessionVersion int64 `protobuf:"varint,2,opt,name=session_version,json=sessionVersion,proto3" json:"session_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetSessionStateResponse) Reset() {
+	*x = GetSessionStateResponse{}
+	mi := &file_user_v1_user_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionStateResponse) ProtoMessage() {}
+
+func (x *GetSessionStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionStateResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionStateResponse) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetSessionStateResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *GetSessionStateResponse) GetSessionVersion() int64 {
+	if x != nil {
+		return x.SessionVersion
+	}
+	return 0
+}
+
+type EndSessionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user whose sessions end.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionsRequest) Reset() {
+	*x = EndSessionsRequest{}
+	mi := &file_user_v1_user_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionsRequest) ProtoMessage() {}
+
+func (x *EndSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionsRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EndSessionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type EndSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new session version: sessions issued before it have ended.
+	SessionVersion int64 `protobuf:"varint,1,opt,name=session_version,json=sessionVersion,proto3" json:"session_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EndSessionsResponse) Reset() {
+	*x = EndSessionsResponse{}
+	mi := &file_user_v1_user_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionsResponse) ProtoMessage() {}
+
+func (x *EndSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_user_v1_user_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionsResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_user_v1_user_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *EndSessionsResponse) GetSessionVersion() int64 {
+	if x != nil {
+		return x.SessionVersion
+	}
+	return 0
 }
 
 type HealthCheckResponse struct {
@@ -798,7 +1132,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_user_v1_user_proto_msgTypes[13]
+	mi := &file_user_v1_user_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1144,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_user_v1_user_proto_msgTypes[13]
+	mi := &file_user_v1_user_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1157,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_user_v1_user_proto_rawDescGZIP(), []int{13}
+	return file_user_v1_user_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HealthCheckResponse) GetStatus() HealthCheckResponse_ServingStatus {
@@ -844,7 +1178,7 @@ var File_user_v1_user_proto protoreflect.FileDescriptor
 
 const file_user_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x12user/v1/user.proto\x12\auser.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
+	"\x12user/v1/user.proto\x12\auser.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12!\n" +
@@ -853,7 +1187,8 @@ const file_user_v1_user_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"~\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\"~\n" +
 	"\x11CreateUserRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
@@ -871,7 +1206,7 @@ const file_user_v1_user_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"`\n" +
 	"\x11ListUsersResponse\x12#\n" +
 	"\x05users\x18\x01 \x03(\v2\r.user.v1.UserR\x05users\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcb\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xdf\x01\n" +
 	"\x11UpdateUserRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12!\n" +
@@ -879,24 +1214,41 @@ const file_user_v1_user_proto_rawDesc = "" +
 	"\bpassword\x18\x04 \x01(\tR\bpassword\x12\x14\n" +
 	"\x05roles\x18\x05 \x03(\tR\x05roles\x12;\n" +
 	"\vupdate_mask\x18\x06 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"7\n" +
+	"updateMask\x12\x12\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\"7\n" +
 	"\x12UpdateUserResponse\x12!\n" +
-	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"#\n" +
+	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"7\n" +
 	"\x11DeleteUserRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x02 \x01(\tR\x04etag\"u\n" +
+	"\x15ChangePasswordRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x10current_password\x18\x02 \x01(\tR\x0fcurrentPassword\x12!\n" +
+	"\fnew_password\x18\x03 \x01(\tR\vnewPassword\"\x18\n" +
+	"\x16ChangePasswordResponse\"\x14\n" +
 	"\x12DeleteUserResponse\"I\n" +
 	"\x15VerifyPasswordRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\";\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"d\n" +
 	"\x16VerifyPasswordResponse\x12!\n" +
-	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\"\x80\x02\n" +
+	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\x12'\n" +
+	"\x0fsession_version\x18\x02 \x01(\x03R\x0esessionVersion\"(\n" +
+	"\x16GetSessionStateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"e\n" +
+	"\x17GetSessionStateResponse\x12!\n" +
+	"\x04user\x18\x01 \x01(\v2\r.user.v1.UserR\x04user\x12'\n" +
+	"\x0fsession_version\x18\x02 \x01(\x03R\x0esessionVersion\"$\n" +
+	"\x12EndSessionsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
+	"\x13EndSessionsResponse\x12'\n" +
+	"\x0fsession_version\x18\x01 \x01(\x03R\x0esessionVersion\"\x80\x02\n" +
 	"\x13HealthCheckResponse\x12B\n" +
 	"\x06status\x18\x01 \x01(\x0e2*.user.v1.HealthCheckResponse.ServingStatusR\x06status\x128\n" +
 	"\ttimestamp\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\"k\n" +
 	"\rServingStatus\x12\x1e\n" +
 	"\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SERVING_STATUS_SERVING\x10\x01\x12\x1e\n" +
-	"\x1aSERVING_STATUS_NOT_SERVING\x10\x022\xfc\x03\n" +
+	"\x1aSERVING_STATUS_NOT_SERVING\x10\x022\xef\x05\n" +
 	"\vUserService\x12E\n" +
 	"\n" +
 	"CreateUser\x12\x1a.user.v1.CreateUserRequest\x1a\x1b.user.v1.CreateUserResponse\x12<\n" +
@@ -906,7 +1258,10 @@ const file_user_v1_user_proto_rawDesc = "" +
 	"UpdateUser\x12\x1a.user.v1.UpdateUserRequest\x1a\x1b.user.v1.UpdateUserResponse\x12E\n" +
 	"\n" +
 	"DeleteUser\x12\x1a.user.v1.DeleteUserRequest\x1a\x1b.user.v1.DeleteUserResponse\x12Q\n" +
-	"\x0eVerifyPassword\x12\x1e.user.v1.VerifyPasswordRequest\x1a\x1f.user.v1.VerifyPasswordResponse\x12C\n" +
+	"\x0eChangePassword\x12\x1e.user.v1.ChangePasswordRequest\x1a\x1f.user.v1.ChangePasswordResponse\x12Q\n" +
+	"\x0eVerifyPassword\x12\x1e.user.v1.VerifyPasswordRequest\x1a\x1f.user.v1.VerifyPasswordResponse\x12T\n" +
+	"\x0fGetSessionState\x12\x1f.user.v1.GetSessionStateRequest\x1a .user.v1.GetSessionStateResponse\x12H\n" +
+	"\vEndSessions\x12\x1b.user.v1.EndSessionsRequest\x1a\x1c.user.v1.EndSessionsResponse\x12C\n" +
 	"\vHealthCheck\x12\x16.google.protobuf.Empty\x1a\x1c.user.v1.HealthCheckResponseB@Z>github.com/gatehouse-dev/gatehouse/services/api/user/v1;userv1b\x06proto3"
 
 var (
@@ -922,7 +1277,7 @@ func file_user_v1_user_proto_rawDescGZIP() []byte {
 }
 
 var file_user_v1_user_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_user_v1_user_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_user_v1_user_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_user_v1_user_proto_goTypes = []any{
 	(HealthCheckResponse_ServingStatus)(0), // 0: user.v1.HealthCheckResponse.ServingStatus
 	(*User)(nil),                           // 1: user.v1.User
@@ -935,44 +1290,57 @@ var file_user_v1_user_proto_goTypes = []any{
 	(*UpdateUserRequest)(nil),              // 8: user.v1.UpdateUserRequest
 	(*UpdateUserResponse)(nil),             // 9: user.v1.UpdateUserResponse
 	(*DeleteUserRequest)(nil),              // 10: user.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),             // 11: user.v1.DeleteUserResponse
-	(*VerifyPasswordRequest)(nil),          // 12: user.v1.VerifyPasswordRequest
-	(*VerifyPasswordResponse)(nil),         // 13: user.v1.VerifyPasswordResponse
-	(*HealthCheckResponse)(nil),            // 14: user.v1.HealthCheckResponse
-	(*timestamppb.Timestamp)(nil),          // 15: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),          // 16: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                  // 17: google.protobuf.Empty
+	(*ChangePasswordRequest)(nil),          // 11: user.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),         // 12: user.v1.ChangePasswordResponse
+	(*DeleteUserResponse)(nil),             // 13: user.v1.DeleteUserResponse
+	(*VerifyPasswordRequest)(nil),          // 14: user.v1.VerifyPasswordRequest
+	(*VerifyPasswordResponse)(nil),         // 15: user.v1.VerifyPasswordResponse
+	(*GetSessionStateRequest)(nil),         // 16: user.v1.GetSessionStateRequest
+	(*GetSessionStateResponse)(nil),        // 17: user.v1.GetSessionStateResponse
+	(*EndSessionsRequest)(nil),             // 18: user.v1.EndSessionsRequest
+	(*EndSessionsResponse)(nil),            // 19: user.v1.EndSessionsResponse
+	(*HealthCheckResponse)(nil),            // 20: user.v1.HealthCheckResponse
+	(*timestamppb.Timestamp)(nil),          // 21: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),          // 22: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                  // 23: google.protobuf.Empty
 }
 var file_user_v1_user_proto_depIdxs = []int32{
-	15, // 0: user.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	15, // 1: user.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	21, // 0: user.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 1: user.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 2: user.v1.CreateUserResponse.user:type_name -> user.v1.User
 	1,  // 3: user.v1.GetUserResponse.user:type_name -> user.v1.User
 	1,  // 4: user.v1.ListUsersResponse.users:type_name -> user.v1.User
-	16, // 5: user.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	22, // 5: user.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
 	1,  // 6: user.v1.UpdateUserResponse.user:type_name -> user.v1.User
 	1,  // 7: user.v1.VerifyPasswordResponse.user:type_name -> user.v1.User
-	0,  // 8: user.v1.HealthCheckResponse.status:type_name -> user.v1.HealthCheckResponse.ServingStatus
-	15, // 9: user.v1.HealthCheckResponse.timestamp:type_name -> google.protobuf.Timestamp
-	2,  // 10: user.v1.UserService.CreateUser:input_type -> user.v1.CreateUserRequest
-	4,  // 11: user.v1.UserService.GetUser:input_type -> user.v1.GetUserRequest
-	6,  // 12: user.v1.UserService.ListUsers:input_type -> user.v1.ListUsersRequest
-	8,  // 13: user.v1.UserService.UpdateUser:input_type -> user.v1.UpdateUserRequest
-	10, // 14: user.v1.UserService.DeleteUser:input_type -> user.v1.DeleteUserRequest
-	12, // 15: user.v1.UserService.VerifyPassword:input_type -> user.v1.VerifyPasswordRequest
-	17, // 16: user.v1.UserService.HealthCheck:input_type -> google.protobuf.Empty
-	3,  // 17: user.v1.UserService.CreateUser:output_type -> user.v1.CreateUserResponse
-	5,  // 18: user.v1.UserService.GetUser:output_type -> user.v1.GetUserResponse
-	7,  // 19: user.v1.UserService.ListUsers:output_type -> user.v1.ListUsersResponse
-	9,  // 20: user.v1.UserService.UpdateUser:output_type -> user.v1.UpdateUserResponse
-	11, // 21: user.v1.UserService.DeleteUser:output_type -> user.v1.DeleteUserResponse
-	13, // 22: user.v1.UserService.VerifyPassword:output_type -> user.v1.VerifyPasswordResponse
-	14, // 23: user.v1.UserService.HealthCheck:output_type -> user.v1.HealthCheckResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 8: user.v1.GetSessionStateResponse.user:type_name -> user.v1.User
+	0,  // 9: user.v1.HealthCheckResponse.status:type_name -> user.v1.HealthCheckResponse.ServingStatus
+	21, // 10: user.v1.HealthCheckResponse.timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 11: user.v1.UserService.CreateUser:input_type -> user.v1.CreateUserRequest
+	4,  // 12: user.v1.UserService.GetUser:input_type -> user.v1.GetUserRequest
+	6,  // 13: user.v1.UserService.ListUsers:input_type -> user.v1.ListUsersRequest
+	8,  // 14: user.v1.UserService.UpdateUser:input_type -> user.v1.UpdateUserRequest
+	10, // 15: user.v1.UserService.DeleteUser:input_type -> user.v1.DeleteUserRequest
+	11, // 16: user.v1.UserService.ChangePassword:input_type -> user.v1.ChangePasswordRequest
+	14, // 17: user.v1.UserService.VerifyPassword:input_type -> user.v1.VerifyPasswordRequest
+	16, // 18: user.v1.UserService.GetSessionState:input_type -> user.v1.GetSessionStateRequest
+	18, // 19: user.v1.UserService.EndSessions:input_type -> user.v1.EndSessionsRequest
+	23, // 20: user.v1.UserService.HealthCheck:input_type -> google.protobuf.Empty
+	3,  // 21: user.v1.UserService.CreateUser:output_type -> user.v1.CreateUserResponse
+	5,  // 22: user.v1.UserService.GetUser:output_type -> user.v1.GetUserResponse
+	7,  // 23: user.v1.UserService.ListUsers:output_type -> user.v1.ListUsersResponse
+	9,  // 24: user.v1.UserService.UpdateUser:output_type -> user.v1.UpdateUserResponse
+	13, // 25: user.v1.UserService.DeleteUser:output_type -> user.v1.DeleteUserResponse
+	12, // 26: user.v1.UserService.ChangePassword:output_type -> user.v1.ChangePasswordResponse
+	15, // 27: user.v1.UserService.VerifyPassword:output_type -> user.v1.VerifyPasswordResponse
+	17, // 28: user.v1.UserService.GetSessionState:output_type -> user.v1.GetSessionStateResponse
+	19, // 29: user.v1.UserService.EndSessions:output_type -> user.v1.EndSessionsResponse
+	20, // 30: user.v1.UserService.HealthCheck:output_type -> user.v1.HealthCheckResponse
+	21, // [21:31] is the sub-list for method output_type
+	11, // [11:21] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_user_v1_user_proto_init() }
@@ -986,7 +1354,7 @@ func file_user_v1_user_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_user_v1_user_proto_rawDesc), len(file_user_v1_user_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,13 +30,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	UserService_CreateUser_FullMethodName     = "/user.v1.UserService/CreateUser"
-	UserService_GetUser_FullMethodName        = "/user.v1.UserService/GetUser"
-	UserService_ListUsers_FullMethodName      = "/user.v1.UserService/ListUsers"
-	UserService_UpdateUser_FullMethodName     = "/user.v1.UserService/UpdateUser"
-	UserService_DeleteUser_FullMethodName     = "/user.v1.UserService/DeleteUser"
-	UserService_VerifyPassword_FullMethodName = "/user.v1.UserService/VerifyPassword"
-	UserService_HealthCheck_FullMethodName    = "/user.v1.UserService/HealthCheck"
+	UserService_CreateUser_FullMethodName      = "/user.v1.UserService/CreateUser"
+	UserService_GetUser_FullMethodName         = "/user.v1.UserService/GetUser"
+	UserService_ListUsers_FullMethodName       = "/user.v1.UserService/ListUsers"
+	UserService_UpdateUser_FullMethodName      = "/user.v1.UserService/UpdateUser"
+	UserService_DeleteUser_FullMethodName      = "/user.v1.UserService/DeleteUser"
+	UserService_ChangePassword_FullMethodName  = "/user.v1.UserService/ChangePassword"
+	UserService_VerifyPassword_FullMethodName  = "/user.v1.UserService/VerifyPassword"
+	UserService_GetSessionState_FullMethodName = "/user.v1.UserService/GetSessionState"
+	UserService_EndSessions_FullMethodName     = "/user.v1.UserService/EndSessions"
+	UserService_HealthCheck_FullMethodName     = "/user.v1.UserService/HealthCheck"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -46,22 +49,52 @@ const (
 // UserService manages users. Every method needs a bearer access token in the
 // `authorization` metadata except HealthCheck and, when sign-up is enabled,
 // CreateUser.
+//
+// This service is the authority on users: on every call it checks the
+// caller as the account is now, not as the token remembers it. A token
+// whose user was deleted, or whose sessions were ended (password changed
+// or reset, email changed, RevokeAllSessions), is refused with
+// UNAUTHENTICATED and a google.rpc.ErrorInfo of reason SESSION_ENDED (log
+// in again); admin rights are the roles the caller holds now.
+//
+// Each method has one access policy: public, self (the caller's own id),
+// self-or-admin, admin, or service (the Auth service's own identity).
 type UserServiceClient interface {
-	// CreateUser registers a user. Without a token it creates a plain user
-	// (sign-up); an admin may also pass roles.
+	// CreateUser registers a user. Public while sign-up is enabled (then,
+	// without a token, it creates a plain user); admin-only otherwise. Only an
+	// admin may pass roles.
 	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*CreateUserResponse, error)
-	// GetUser returns one user. A user may read itself; admin reads anyone.
+	// GetUser returns one user. Self or admin.
 	GetUser(ctx context.Context, in *GetUserRequest, opts ...grpc.CallOption) (*GetUserResponse, error)
-	// ListUsers pages through users ordered by id (admin only).
+	// ListUsers pages through users ordered by id. Admin only.
 	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
-	// UpdateUser changes the fields named in update_mask. A user may change
-	// its own display name and password; only admin changes email or roles.
+	// UpdateUser changes the fields named in update_mask, and only those,
+	// atomically. Self or admin: a user changes its own display name; only an
+	// admin changes roles, and another user's email or password (a reset, which
+	// ends that user's sessions). Nobody changes its own email or password
+	// here: ChangePassword takes the current password. A stale etag gives
+	// ABORTED; removing the last admin's role gives FAILED_PRECONDITION.
 	UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*UpdateUserResponse, error)
-	// DeleteUser removes a user. A user may delete itself; admin anyone.
+	// DeleteUser removes a user and ends its sessions. Self or admin. A stale
+	// etag gives ABORTED; deleting the last admin gives FAILED_PRECONDITION.
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
-	// VerifyPassword checks credentials. Only callers whose token carries the
-	// role `service` (the Auth service) may call it.
+	// ChangePassword changes the caller's own password, given the current one.
+	// Self only. It ends every session of the user, the caller's included:
+	// log in again with the new password. A wrong current password gives
+	// INVALID_ARGUMENT and changes nothing; attempts are rate-limited per user
+	// (RESOURCE_EXHAUSTED).
+	ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error)
+	// VerifyPassword checks credentials. Service only (the Auth service's
+	// Login).
 	VerifyPassword(ctx context.Context, in *VerifyPasswordRequest, opts ...grpc.CallOption) (*VerifyPasswordResponse, error)
+	// GetSessionState returns a user as it is now and its session version, so
+	// the Auth service issues refreshed tokens with current roles and refuses
+	// sessions that were ended. NOT_FOUND when the user was deleted. Service
+	// only.
+	GetSessionState(ctx context.Context, in *GetSessionStateRequest, opts ...grpc.CallOption) (*GetSessionStateResponse, error)
+	// EndSessions ends every session of a user issued until now, by moving its
+	// session version on. Service only (the Auth service's RevokeAllSessions).
+	EndSessions(ctx context.Context, in *EndSessionsRequest, opts ...grpc.CallOption) (*EndSessionsResponse, error)
 	// HealthCheck reports the same state as grpc.health.v1 for this service.
 	HealthCheck(ctx context.Context, in *emptypb.Empty, opts ...grpc.CallOption) (*HealthCheckResponse, error)
 }
@@ -124,10 +157,40 @@ func (c *userServiceClient) DeleteUser(ctx context.Context, in *DeleteUserReques
 	return out, nil
 }
 
+func (c *userServiceClient) ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ChangePasswordResponse)
+	err := c.cc.Invoke(ctx, UserService_ChangePassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *userServiceClient) VerifyPassword(ctx context.Context, in *VerifyPasswordRequest, opts ...grpc.CallOption) (*VerifyPasswordResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyPasswordResponse)
 	err := c.cc.Invoke(ctx, UserService_VerifyPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) GetSessionState(ctx context.Context, in *GetSessionStateRequest, opts ...grpc.CallOption) (*GetSessionStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSessionStateResponse)
+	err := c.cc.Invoke(ctx, UserService_GetSessionState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) EndSessions(ctx context.Context, in *EndSessionsRequest, opts ...grpc.CallOption) (*EndSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndSessionsResponse)
+	err := c.cc.Invoke(ctx, UserService_EndSessions_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -151,22 +214,52 @@ func (c *userServiceClient) HealthCheck(ctx context.Context, in *emptypb.Empty, 
 // UserService manages users. Every method needs a bearer access token in the
 // `authorization` metadata except HealthCheck and, when sign-up is enabled,
 // CreateUser.
+//
+// This service is the authority on users: on every call it checks the
+// caller as the account is now, not as the token remembers it. A token
+// whose user was deleted, or whose sessions were ended (password changed
+// or reset, email changed, RevokeAllSessions), is refused with
+// UNAUTHENTICATED and a google.rpc.ErrorInfo of reason SESSION_ENDED (log
+// in again); admin rights are the roles the caller holds now.
+//
+// Each method has one access policy: public, self (the caller's own id),
+// self-or-admin, admin, or service (the Auth service's own identity).
 type UserServiceServer interface {
-	// CreateUser registers a user. Without a token it creates a plain user
-	// (sign-up); an admin may also pass roles.
+	// CreateUser registers a user. Public while sign-up is enabled (then,
+	// without a token, it creates a plain user); admin-only otherwise. Only an
+	// admin may pass roles.
 	CreateUser(context.Context, *CreateUserRequest) (*CreateUserResponse, error)
-	// GetUser returns one user. A user may read itself; admin reads anyone.
+	// GetUser returns one user. Self or admin.
 	GetUser(context.Context, *GetUserRequest) (*GetUserResponse, error)
-	// ListUsers pages through users ordered by id (admin only).
+	// ListUsers pages through users ordered by id. Admin only.
 	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
-	// UpdateUser changes the fields named in update_mask. A user may change
-	// its own display name and password; only admin changes email or roles.
+	// UpdateUser changes the fields named in update_mask, and only those,
+	// atomically. Self or admin: a user changes its own display name; only an
+	// admin changes roles, and another user's email or password (a reset, which
+	// ends that user's sessions). Nobody changes its own email or password
+	// here: ChangePassword takes the current password. A stale etag gives
+	// ABORTED; removing the last admin's role gives FAILED_PRECONDITION.
 	UpdateUser(context.Context, *UpdateUserRequest) (*UpdateUserResponse, error)
-	// DeleteUser removes a user. A user may delete itself; admin anyone.
+	// DeleteUser removes a user and ends its sessions. Self or admin. A stale
+	// etag gives ABORTED; deleting the last admin gives FAILED_PRECONDITION.
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
-	// VerifyPassword checks credentials. Only callers whose token carries the
-	// role `service` (the Auth service) may call it.
+	// ChangePassword changes the caller's own password, given the current one.
+	// Self only. It ends every session of the user, the caller's included:
+	// log in again with the new password. A wrong current password gives
+	// INVALID_ARGUMENT and changes nothing; attempts are rate-limited per user
+	// (RESOURCE_EXHAUSTED).
+	ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error)
+	// VerifyPassword checks credentials. Service only (the Auth service's
+	// Login).
 	VerifyPassword(context.Context, *VerifyPasswordRequest) (*VerifyPasswordResponse, error)
+	// GetSessionState returns a user as it is now and its session version, so
+	// the Auth service issues refreshed tokens with current roles and refuses
+	// sessions that were ended. NOT_FOUND when the user was deleted. Service
+	// only.
+	GetSessionState(context.Context, *GetSessionStateRequest) (*GetSessionStateResponse, error)
+	// EndSessions ends every session of a user issued until now, by moving its
+	// session version on. Service only (the Auth service's RevokeAllSessions).
+	EndSessions(context.Context, *EndSessionsRequest) (*EndSessionsResponse, error)
 	// HealthCheck reports the same state as grpc.health.v1 for this service.
 	HealthCheck(context.Context, *emptypb.Empty) (*HealthCheckResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
@@ -194,8 +287,17 @@ func (UnimplementedUserServiceServer) UpdateUser(context.Context, *UpdateUserReq
 func (UnimplementedUserServiceServer) DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method DeleteUser not implemented")
 }
+func (UnimplementedUserServiceServer) ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ChangePassword not implemented")
+}
 func (UnimplementedUserServiceServer) VerifyPassword(context.Context, *VerifyPasswordRequest) (*VerifyPasswordResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method VerifyPassword not implemented")
+}
+func (UnimplementedUserServiceServer) GetSessionState(context.Context, *GetSessionStateRequest) (*GetSessionStateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSessionState not implemented")
+}
+func (UnimplementedUserServiceServer) EndSessions(context.Context, *EndSessionsRequest) (*EndSessionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method EndSessions not implemented")
 }
 func (UnimplementedUserServiceServer) HealthCheck(context.Context, *emptypb.Empty) (*HealthCheckResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HealthCheck not implemented")
@@ -311,6 +413,24 @@ func _UserService_DeleteUser_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_ChangePassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ChangePasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ChangePassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ChangePassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ChangePassword(ctx, req.(*ChangePasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _UserService_VerifyPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyPasswordRequest)
 	if err := dec(in); err != nil {
@@ -325,6 +445,42 @@ func _UserService_VerifyPassword_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(UserServiceServer).VerifyPassword(ctx, req.(*VerifyPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_GetSessionState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).GetSessionState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_GetSessionState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).GetSessionState(ctx, req.(*GetSessionStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_EndSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).EndSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_EndSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).EndSessions(ctx, req.(*EndSessionsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -375,8 +531,20 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _UserService_DeleteUser_Handler,
 		},
 		{
+			MethodName: "ChangePassword",
+			Handler:    _UserService_ChangePassword_Handler,
+		},
+		{
 			MethodName: "VerifyPassword",
 			Handler:    _UserService_VerifyPassword_Handler,
+		},
+		{
+			MethodName: "GetSessionState",
+			Handler:    _UserService_GetSessionState_Handler,
+		},
+		{
+			MethodName: "EndSessions",
+			Handler:    _UserService_EndSessions_Handler,
 		},
 		{
 			MethodName: "HealthCheck",

@@ -19,7 +19,9 @@ import (
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth/store"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
@@ -104,28 +106,6 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	}
 
 	a.Metrics = telemetry.NewMetrics()
-	interceptor, err := authn.NewInterceptor(verifier, auth.PublicMethods(),
-		authn.WithPublicServices(authn.PublicInfrastructureServices()...),
-		authn.WithInterceptorLogger(a.log))
-	if err != nil {
-		return nil, err
-	}
-	a.Server = server.New(cfg.Server, server.Options{
-		Logger:  a.log,
-		Metrics: a.Metrics,
-		Tracer:  a.tracing.Provider,
-		Unary:   []grpc.UnaryServerInterceptor{interceptor.UnaryServerInterceptor()},
-		Stream:  []grpc.StreamServerInterceptor{interceptor.StreamServerInterceptor()},
-		Checks: []server.Check{
-			{Name: "database", Fn: a.db.Ping},
-			{Name: "signing key", Fn: func(context.Context) error {
-				if a.Issuer.ActiveKeyID() == "" && cfg.JWTSecret == "" {
-					return errors.New("active signing key not loaded")
-				}
-				return nil
-			}},
-		},
-	})
 	a.Service = auth.NewService(auth.Config{
 		Audience:      cfg.JWTAudience,
 		AccessTTL:     cfg.AccessExpiry.Duration(),
@@ -139,7 +119,38 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		},
 		Logger:            a.log,
 		MetricsRegisterer: a.Metrics.Registry,
-	}, a.Issuer, verifier, auth.NewGRPCUserVerifier(userConn), store.New(a.db))
+	}, a.Issuer, verifier, auth.NewGRPCUsers(userConn), store.New(a.db))
+
+	// One policy declares every method's access: authn takes its public
+	// methods from it, authz enforces the rest (RevokeAllSessions) against
+	// the caller as the User service reports it now.
+	policy := auth.Policy()
+	authenticate, err := authn.NewInterceptor(verifier, policy.PublicMethods(),
+		authn.WithPublicServices(policy.PublicServices...),
+		authn.WithInterceptorLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+	authorize, err := authz.NewInterceptor(policy, a.Service.ResolveCaller, identity.RoleAdmin, authz.WithLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+	a.Server = server.New(cfg.Server, server.Options{
+		Logger:  a.log,
+		Metrics: a.Metrics,
+		Tracer:  a.tracing.Provider,
+		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
+		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
+		Checks: []server.Check{
+			{Name: "database", Fn: a.db.Ping},
+			{Name: "signing key", Fn: func(context.Context) error {
+				if a.Issuer.ActiveKeyID() == "" && cfg.JWTSecret == "" {
+					return errors.New("active signing key not loaded")
+				}
+				return nil
+			}},
+		},
+	})
 	authv1.RegisterAuthServiceServer(a.Server.GRPC, a.Service)
 	a.Server.HTTP.Handle("GET "+auth.JWKSPath, auth.JWKSHandler(a.Keys))
 	// Return what start-up used once (migrations, key parsing) to the OS

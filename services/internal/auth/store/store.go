@@ -99,9 +99,9 @@ func (s *Store) CreateFamily(ctx context.Context, f auth.Family, first auth.Refr
 	}
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO refresh_families (id, user_id, roles, created_at, expires_at, revoked_at)
-		 VALUES ($1, $2, $3, $4, $5, $6)`,
-		f.ID, f.UserID, roles, database.Timestamp(f.CreatedAt, now), database.Timestamp(f.ExpiresAt, now), database.NullTimestamp(f.RevokedAt)); err != nil {
+		`INSERT INTO refresh_families (id, user_id, roles, session_version, created_at, expires_at, revoked_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		f.ID, f.UserID, roles, f.SessionVersion, database.Timestamp(f.CreatedAt, now), database.Timestamp(f.ExpiresAt, now), database.NullTimestamp(f.RevokedAt)); err != nil {
 		return storeError("create family", err)
 	}
 	if err := insertToken(ctx, tx, first, f.ID, now); err != nil {
@@ -202,6 +202,36 @@ func (s *Store) Rotate(ctx context.Context, oldHash string, next auth.RefreshTok
 	return auth.Family{}, fmt.Errorf("refresh store: rotate: %w", auth.ErrTokenReused)
 }
 
+// Lookup implements auth.RefreshStore.Lookup.
+func (s *Store) Lookup(ctx context.Context, hash string) (auth.RefreshToken, auth.Family, error) {
+	st, err := loadToken(ctx, s.db.SQL(), hash)
+	if err != nil {
+		return auth.RefreshToken{}, auth.Family{}, storeError("lookup", err)
+	}
+	tok := auth.RefreshToken{Hash: hash, FamilyID: st.family.ID, IssuedAt: st.issuedAt, IdleExpiresAt: st.idleExpiresAt, RotatedAt: st.rotatedAt}
+	return tok, st.family, nil
+}
+
+// RevokeUserFamilies implements auth.RefreshStore.RevokeUserFamilies,
+// through the user_id index.
+func (s *Store) RevokeUserFamilies(ctx context.Context, userID string, belowVersion int64, now time.Time) (int64, error) {
+	if now.IsZero() {
+		return 0, errors.New("refresh store: revoke user families: zero time")
+	}
+	res, err := s.db.SQL().ExecContext(ctx,
+		`UPDATE refresh_families SET revoked_at = $3
+		 WHERE user_id = $1 AND session_version < $2 AND revoked_at IS NULL`,
+		userID, belowVersion, database.Timestamp(now, now))
+	if err != nil {
+		return 0, storeError("revoke user families", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, storeError("revoke user families", err)
+	}
+	return n, nil
+}
+
 // RevokeFamily implements auth.RefreshStore.RevokeFamily. A family that is
 // already revoked keeps its first revocation time.
 func (s *Store) RevokeFamily(ctx context.Context, hash string, now time.Time) error {
@@ -281,31 +311,38 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // tokenState is a stored token joined with its family.
 type tokenState struct {
+	issuedAt      time.Time
 	idleExpiresAt time.Time
 	rotatedAt     time.Time // zero while current
 	family        auth.Family
 }
 
-func loadToken(ctx context.Context, tx *sql.Tx, hash string) (tokenState, error) {
+// querier is a *sql.Tx or a *sql.DB.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func loadToken(ctx context.Context, q querier, hash string) (tokenState, error) {
 	var (
 		st        tokenState
 		roles     string
 		rotatedAt sql.NullTime
 		revokedAt sql.NullTime
 	)
-	err := tx.QueryRowContext(ctx,
-		`SELECT t.idle_expires_at, t.rotated_at,
-		        f.id, f.user_id, f.roles, f.created_at, f.expires_at, f.revoked_at
+	err := q.QueryRowContext(ctx,
+		`SELECT t.issued_at, t.idle_expires_at, t.rotated_at,
+		        f.id, f.user_id, f.roles, f.session_version, f.created_at, f.expires_at, f.revoked_at
 		 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
 		 WHERE t.hash = $1`, hash).
-		Scan(&st.idleExpiresAt, &rotatedAt,
-			&st.family.ID, &st.family.UserID, &roles, &st.family.CreatedAt, &st.family.ExpiresAt, &revokedAt)
+		Scan(&st.issuedAt, &st.idleExpiresAt, &rotatedAt,
+			&st.family.ID, &st.family.UserID, &roles, &st.family.SessionVersion, &st.family.CreatedAt, &st.family.ExpiresAt, &revokedAt)
 	if err != nil {
 		return tokenState{}, err
 	}
 	if st.family.Roles, err = database.DecodeStrings(roles); err != nil {
 		return tokenState{}, fmt.Errorf("roles of family %s: %w", st.family.ID, err)
 	}
+	st.issuedAt = st.issuedAt.UTC()
 	st.idleExpiresAt = st.idleExpiresAt.UTC()
 	st.rotatedAt = database.TimeOrZero(rotatedAt)
 	st.family.CreatedAt = st.family.CreatedAt.UTC()

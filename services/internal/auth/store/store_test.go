@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"sync"
@@ -530,6 +531,75 @@ func TestRevokeFamily(t *testing.T) {
 			_, err = s.Rotate(ctx, newHash(t), tokenAt(t, t0), t0, time.Minute)
 			assertErr(t, "Rotate(unknown)", err, auth.ErrTokenNotFound)
 		})
+	})
+}
+
+// TestLookup reads a token and its family without changing either: the
+// session version stored at login comes back, and a rotated token says so.
+func TestLookup(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB) {
+		f := auth.Family{ID: newID(t), UserID: newID(t), Roles: []string{"admin"}, SessionVersion: 3, CreatedAt: t0, ExpiresAt: t0.Add(lifetime)}
+		first := tokenAt(t, t0)
+		if err := s.CreateFamily(ctx, f, first); err != nil {
+			t.Fatal(err)
+		}
+		tok, fam, err := s.Lookup(ctx, first.Hash)
+		if err != nil {
+			t.Fatalf("Lookup: %v", err)
+		}
+		if fam.ID != f.ID || fam.UserID != f.UserID || fam.SessionVersion != 3 || !fam.RevokedAt.IsZero() ||
+			!tok.RotatedAt.IsZero() || tok.FamilyID != f.ID || !tok.IdleExpiresAt.Equal(first.IdleExpiresAt.Truncate(time.Microsecond)) {
+			t.Fatalf("Lookup = %+v, %+v", tok, fam)
+		}
+		assertActive(t, ctx, s, f.ID, 1)
+		mustRotate(t, ctx, s, first.Hash, t0.Add(time.Minute))
+		if tok, _, err := s.Lookup(ctx, first.Hash); err != nil || !tok.RotatedAt.Equal(t0.Add(time.Minute).Truncate(time.Microsecond)) {
+			t.Fatalf("Lookup of a rotated token = %+v, %v", tok, err)
+		}
+		_, _, err = s.Lookup(ctx, newHash(t))
+		assertErr(t, "Lookup(unknown)", err, auth.ErrTokenNotFound)
+	})
+}
+
+// TestRevokeUserFamilies ends the families of one user issued below a
+// session version, and nothing else: not the user's newer families, not
+// other users', and an already revoked family keeps its first time.
+func TestRevokeUserFamilies(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s *store.Store, db *database.DB) {
+		userID, other := newID(t), newID(t)
+		create := func(uid string, version int64) (string, string) {
+			f := auth.Family{ID: newID(t), UserID: uid, SessionVersion: version, CreatedAt: t0, ExpiresAt: t0.Add(lifetime)}
+			first := tokenAt(t, t0)
+			if err := s.CreateFamily(ctx, f, first); err != nil {
+				t.Fatal(err)
+			}
+			return f.ID, first.Hash
+		}
+		old1, old1Hash := create(userID, 0)
+		old2, _ := create(userID, 1)
+		already, alreadyHash := create(userID, 0)
+		if err := s.RevokeFamily(ctx, alreadyHash, t0.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		current, currentHash := create(userID, 2)
+		others, _ := create(other, 0)
+
+		at := t0.Add(30 * time.Minute)
+		n, err := s.RevokeUserFamilies(ctx, userID, 2, at)
+		if err != nil || n != 2 {
+			t.Fatalf("RevokeUserFamilies = %d, %v; want 2", n, err)
+		}
+		for id, want := range map[string]time.Time{old1: at, old2: at, already: t0.Add(time.Minute), current: {}, others: {}} {
+			if got := revokedAt(t, ctx, db, id); !got.Equal(want.Truncate(time.Microsecond)) {
+				t.Errorf("family %s revoked at %v, want %v", id, got, want)
+			}
+		}
+		_, err = s.Rotate(ctx, old1Hash, tokenAt(t, at), at, 0)
+		assertErr(t, "Rotate of an ended family", err, auth.ErrTokenRevoked)
+		mustRotate(t, ctx, s, currentHash, at)
+		if n, err := s.RevokeUserFamilies(ctx, newID(t), math.MaxInt64, at); err != nil || n != 0 {
+			t.Fatalf("RevokeUserFamilies of a user without families = %d, %v", n, err)
+		}
 	})
 }
 

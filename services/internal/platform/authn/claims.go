@@ -17,6 +17,10 @@ type Claims struct {
 	NotBefore time.Time // nbf: zero if the token has none
 	ID        string    // jti: empty if the token has none
 	KeyID     string    // kid of the key that verified the signature (may be empty in HS256 mode)
+	// SessionVersion is the "session_version" claim: the user's session
+	// version when the token was issued (0 when absent). The User service
+	// refuses the token once the user's version has moved on.
+	SessionVersion int64
 }
 
 // HasRole reports whether the token carries role. It is nil-safe so a handler

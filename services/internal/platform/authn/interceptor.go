@@ -197,11 +197,17 @@ const ErrorDomain = "authn.gatehouse.dev"
 // user's client refreshes on TOKEN_EXPIRED and logs in again on
 // TOKEN_INVALID; a service calling another knows that an Unauthenticated
 // with one of these is about its own credentials, not about the request.
+//
+// ReasonSessionEnded is given by the authorization step (package authz),
+// not by this interceptor: the token verified, but its user was deleted or
+// its sessions were ended since it was issued; refreshing will not help,
+// logging in again will.
 const (
 	ReasonTokenMissing    = "TOKEN_MISSING"
 	ReasonTokenInvalid    = "TOKEN_INVALID"
 	ReasonTokenExpired    = "TOKEN_EXPIRED"
 	ReasonKeysUnavailable = "KEYS_UNAVAILABLE"
+	ReasonSessionEnded    = "SESSION_ENDED"
 )
 
 // RejectionReason returns the reason an authn interceptor gave for

@@ -92,7 +92,8 @@ func NewVerifier(keys KeySet, issuer, audience string, opts ...VerifierOption) (
 // tokenClaims is the JSON shape of an access token's payload.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Roles []string `json:"roles,omitempty"`
+	Roles          []string `json:"roles,omitempty"`
+	SessionVersion int64    `json:"session_version,omitempty"`
 }
 
 // Verify checks token and returns its claims. Rules, in order:
@@ -260,12 +261,13 @@ func classify(err error, tc *tokenClaims) error {
 
 func claimsOf(tc *tokenClaims, kid string) *Claims {
 	c := &Claims{
-		Subject:  tc.Subject,
-		Roles:    tc.Roles,
-		Issuer:   tc.Issuer,
-		Audience: []string(tc.Audience),
-		ID:       tc.ID,
-		KeyID:    kid,
+		Subject:        tc.Subject,
+		Roles:          tc.Roles,
+		SessionVersion: tc.SessionVersion,
+		Issuer:         tc.Issuer,
+		Audience:       []string(tc.Audience),
+		ID:             tc.ID,
+		KeyID:          kid,
 	}
 	if tc.ExpiresAt != nil {
 		c.ExpiresAt = tc.ExpiresAt.Time

@@ -16,6 +16,7 @@ import (
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
@@ -75,13 +76,6 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	interceptor, err := authn.NewInterceptor(verifier, user.PublicMethods(cfg.AllowSignup),
-		authn.WithPublicServices(authn.PublicInfrastructureServices()...),
-		authn.WithInterceptorLogger(a.log))
-	if err != nil {
-		return nil, err
-	}
-
 	params := password.DefaultParams()
 	if o.PasswordParams != nil {
 		params = *o.PasswordParams
@@ -95,14 +89,37 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		// Only on SQLite is this process the database's one writer.
 		users = store.NewCached(users, cfg.UserCacheSize)
 	}
+	a.Service = user.NewService(users, hasher, user.Options{
+		AllowSignup:            cfg.AllowSignup,
+		PasswordChangesPerUser: cfg.PasswordChangeRatePerUser,
+		Status: func() healthpb.HealthCheckResponse_ServingStatus {
+			return a.Server.Status(userv1.UserService_ServiceDesc.ServiceName)
+		},
+		Logger: a.log,
+	})
+
+	// One policy declares every method's access: authn takes its public
+	// methods from it, authz enforces the rest against the caller as it is
+	// now (ResolveCaller reads the user store).
+	policy := user.Policy(cfg.AllowSignup)
+	authenticate, err := authn.NewInterceptor(verifier, policy.PublicMethods(),
+		authn.WithPublicServices(policy.PublicServices...),
+		authn.WithInterceptorLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
+	authorize, err := authz.NewInterceptor(policy, a.Service.ResolveCaller, user.RoleAdmin, authz.WithLogger(a.log))
+	if err != nil {
+		return nil, err
+	}
 
 	metrics := telemetry.NewMetrics()
 	a.Server = server.New(cfg.Server, server.Options{
 		Logger:  a.log,
 		Metrics: metrics,
 		Tracer:  a.tracing.Provider,
-		Unary:   []grpc.UnaryServerInterceptor{interceptor.UnaryServerInterceptor()},
-		Stream:  []grpc.StreamServerInterceptor{interceptor.StreamServerInterceptor()},
+		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
+		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
 			{Name: "keys", Fn: func(context.Context) error {
@@ -112,13 +129,6 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 				return nil
 			}},
 		},
-	})
-	a.Service = user.NewService(users, hasher, user.Options{
-		AllowSignup: cfg.AllowSignup,
-		Status: func() healthpb.HealthCheckResponse_ServingStatus {
-			return a.Server.Status(userv1.UserService_ServiceDesc.ServiceName)
-		},
-		Logger: a.log,
 	})
 	userv1.RegisterUserServiceServer(a.Server.GRPC, a.Service)
 

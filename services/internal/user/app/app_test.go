@@ -26,9 +26,13 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz/authztest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
 )
 
 func TestMain(m *testing.M) {
@@ -46,6 +50,7 @@ type env struct {
 	signer *authntest.Signer
 	cancel context.CancelFunc
 	done   chan error
+	rootID string // the admin of admin(), once created
 }
 
 // startApp runs a real User service on loopback TCP with a real SQLite
@@ -103,11 +108,41 @@ func startAppWith(t *testing.T, params *password.Params, environ ...string) *env
 	return e
 }
 
+// as is a bearer token for subject with roles, at session version 0 (what
+// a user who never changed credentials has). The User service judges the
+// caller by its account, so subject must be a user that exists.
 func (e *env) as(subject string, roles ...string) context.Context {
 	return authntest.BearerContext(context.Background(), e.signer.Token(e.t, subject, authntest.Roles(roles...)))
 }
 
-func (e *env) admin() context.Context { return e.as(uuid.NewString(), "admin") }
+// admin is a token of a real admin account, root@example.com, written
+// straight into the database on first use.
+func (e *env) admin() context.Context {
+	e.t.Helper()
+	if e.rootID == "" {
+		e.rootID = e.insert("root@example.com", user.RoleAdmin).ID
+	}
+	return e.as(e.rootID, "admin")
+}
+
+// service is a token of the Auth service's own identity.
+func (e *env) service() context.Context {
+	return e.as(identity.ServiceSubject, identity.RoleService)
+}
+
+// insert writes a user with roles straight into the database, bypassing
+// the API (and its rules on roles).
+func (e *env) insert(email string, roles ...string) user.User {
+	e.t.Helper()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	u := user.User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, DisplayName: "Inserted", Roles: roles,
+		PasswordHash: "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U",
+		CreateTime:   now, UpdateTime: now, Version: 1}
+	if err := store.New(e.app.db).Create(context.Background(), u); err != nil {
+		e.t.Fatalf("insert %s: %v", email, err)
+	}
+	return u
+}
 
 func (e *env) signup(email string) *userv1.User {
 	e.t.Helper()
@@ -145,18 +180,38 @@ func violations(t *testing.T, err error) []string {
 }
 
 func TestEveryMethodProtected(t *testing.T) {
-	e := startApp(t)
-	public := append([]string{
-		userv1.UserService_HealthCheck_FullMethodName,
-		userv1.UserService_CreateUser_FullMethodName,
-	}, authn.PublicInfrastructureServices()...)
-	authntest.CheckAllMethodsProtected(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), public...)
+	for _, signup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("signup=%v", signup), func(t *testing.T) {
+			e := startApp(t, fmt.Sprintf("ALLOW_SIGNUP=%v", signup))
+			public := []string{userv1.UserService_HealthCheck_FullMethodName}
+			if signup {
+				public = append(public, userv1.UserService_CreateUser_FullMethodName)
+			}
+			public = append(public, authn.PublicInfrastructureServices()...)
+			authntest.CheckAllMethodsProtected(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), public...)
+		})
+	}
 }
 
-func TestEveryMethodProtectedWithSignupOff(t *testing.T) {
-	e := startApp(t, "ALLOW_SIGNUP=false")
-	public := append([]string{userv1.UserService_HealthCheck_FullMethodName}, authn.PublicInfrastructureServices()...)
-	authntest.CheckAllMethodsProtected(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), public...)
+// TestEveryMethodAuthorized walks every registered method against the one
+// policy: each has a declared access, and none lets a plain user act on
+// another user's id (or reach an admin or service method at all).
+func TestEveryMethodAuthorized(t *testing.T) {
+	for _, signup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("signup=%v", signup), func(t *testing.T) {
+			e := startApp(t, fmt.Sprintf("ALLOW_SIGNUP=%v", signup))
+			plain, other := e.insert("plain@example.com"), e.insert("other@example.com")
+			authztest.CheckPolicy(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), user.Policy(signup),
+				authztest.Caller{Ctx: e.as(plain.ID), ID: plain.ID, Other: other.ID})
+			// Nothing the walk sent was carried out.
+			for _, u := range []user.User{plain, other} {
+				got, err := e.client.GetUser(e.admin(), &userv1.GetUserRequest{Id: u.ID})
+				if err != nil || got.GetUser().GetEtag() != "1" {
+					t.Errorf("%s after the walk: %v, %v", u.Email, got.GetUser(), err)
+				}
+			}
+		})
+	}
 }
 
 func TestCreateUser(t *testing.T) {
@@ -187,6 +242,9 @@ func TestCreateUser(t *testing.T) {
 		{name: "password too long", req: &userv1.CreateUserRequest{Email: "long@example.com", Password: strings.Repeat("p", 129)}, code: codes.InvalidArgument, violations: []string{"password"}},
 		{name: "control characters", req: &userv1.CreateUserRequest{Email: "ctl@example.com", Password: "password1", DisplayName: "a\x00b"}, code: codes.InvalidArgument, violations: []string{"display_name"}},
 		{name: "unknown role", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "r@example.com", Password: "password1", Roles: []string{"root"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
+		{name: "service role is not assignable", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "svc@example.com", Password: "password1", Roles: []string{"service"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
+		{name: "token of a user that does not exist", ctx: e.as(uuid.NewString(), "admin"), req: &userv1.CreateUserRequest{Email: "ghost@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.Unauthenticated},
+		{name: "token claiming admin for a plain user", ctx: e.as(u.GetId(), "admin"), req: &userv1.CreateUserRequest{Email: "claims@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
 		{name: "roles need admin", req: &userv1.CreateUserRequest{Email: "sneaky@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
 		{name: "roles need admin even signed in", ctx: e.as(u.GetId()), req: &userv1.CreateUserRequest{Email: "sneaky2@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
 		{name: "bad token on public method", ctx: authntest.BearerContext(context.Background(), "garbage"), req: &userv1.CreateUserRequest{Email: "g@example.com", Password: "password1"}, code: codes.Unauthenticated},
@@ -222,7 +280,7 @@ func TestCreateUser(t *testing.T) {
 		emails = append(emails, u.GetEmail())
 	}
 	slices.Sort(emails)
-	if want := []string{"alice@example.com", "max@example.com", "ops@example.com"}; !slices.Equal(emails, want) {
+	if want := []string{"alice@example.com", "max@example.com", "ops@example.com", "root@example.com"}; !slices.Equal(emails, want) {
 		t.Errorf("stored users = %v, want %v", emails, want)
 	}
 }
@@ -231,7 +289,8 @@ func TestSignupDisabled(t *testing.T) {
 	e := startApp(t, "ALLOW_SIGNUP=false")
 	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
 	wantCode(t, err, codes.Unauthenticated)
-	_, err = e.client.CreateUser(e.as(uuid.NewString()), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
+	plain := e.insert("plain@example.com")
+	_, err = e.client.CreateUser(e.as(plain.ID), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
 	wantCode(t, err, codes.PermissionDenied)
 	_, err = e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
 	wantCode(t, err, codes.OK)
@@ -258,6 +317,11 @@ func TestGetUserAuthorization(t *testing.T) {
 		{"alg none", authntest.BearerContext(context.Background(), noneToken(alice.GetId())), alice.GetId(), codes.Unauthenticated},
 		{"garbled", authntest.BearerContext(context.Background(), "eyJ.garbled.token"), alice.GetId(), codes.Unauthenticated},
 		{"bad id", e.admin(), "1; DROP TABLE users", codes.InvalidArgument},
+		{"non-admin, bad id", e.as(alice.GetId()), "1; DROP TABLE users", codes.PermissionDenied},
+		{"token claims admin, account is not", e.as(alice.GetId(), "admin"), bob.GetId(), codes.PermissionDenied},
+		{"token of no account", e.as(uuid.NewString(), "admin"), bob.GetId(), codes.Unauthenticated},
+		{"token of an ended session", authntest.BearerContext(context.Background(), e.signer.Token(t, alice.GetId(), authntest.Claim("session_version", 7))), alice.GetId(), codes.Unauthenticated},
+		{"service token", e.service(), alice.GetId(), codes.PermissionDenied},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,7 +344,8 @@ func noneToken(sub string) string {
 
 func TestListUsersPagination(t *testing.T) {
 	e := startApp(t)
-	var want []string
+	e.admin() // the admin is the first user
+	want := []string{e.rootID}
 	for i := range 7 {
 		want = append(want, e.signup(fmt.Sprintf("u%d@example.com", i)).GetId())
 	}
@@ -332,10 +397,10 @@ func TestListUsersPagination(t *testing.T) {
 		})
 	}
 	huge, err := e.client.ListUsers(e.admin(), &userv1.ListUsersRequest{PageSize: 1 << 30})
-	if err != nil || len(huge.GetUsers()) != 7 || huge.GetNextPageToken() != "" {
+	if err != nil || len(huge.GetUsers()) != 8 || huge.GetNextPageToken() != "" {
 		t.Errorf("huge page size: %d users, token %q, err %v; want it coerced to the maximum", len(huge.GetUsers()), huge.GetNextPageToken(), err)
 	}
-	_, err = e.client.ListUsers(e.as(want[0]), &userv1.ListUsersRequest{})
+	_, err = e.client.ListUsers(e.as(want[1]), &userv1.ListUsersRequest{})
 	wantCode(t, err, codes.PermissionDenied)
 }
 
@@ -349,7 +414,7 @@ func TestUpdateUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u := resp.GetUser(); u.GetDisplayName() != "Alice A." || u.GetEmail() != "alice@example.com" || !u.GetUpdateTime().AsTime().After(u.GetCreateTime().AsTime()) {
+	if u := resp.GetUser(); u.GetDisplayName() != "Alice A." || u.GetEmail() != "alice@example.com" || !u.GetUpdateTime().AsTime().After(u.GetCreateTime().AsTime()) || u.GetEtag() != "2" {
 		t.Errorf("after update: %+v", u)
 	}
 	tests := []struct {
@@ -360,13 +425,22 @@ func TestUpdateUser(t *testing.T) {
 	}{
 		{"roles need admin", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Roles: []string{"admin"}, UpdateMask: mask("roles")}, codes.PermissionDenied},
 		{"other user", self, &userv1.UpdateUserRequest{Id: bob.GetId(), DisplayName: "x"}, codes.PermissionDenied},
-		{"email taken", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Email: "BOB@example.com"}, codes.AlreadyExists},
+		{"own email", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Email: "alice2@example.com"}, codes.PermissionDenied},
+		{"own password", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "brand new pass"}, codes.PermissionDenied},
+		{"own password, admin too", e.admin(), &userv1.UpdateUserRequest{Id: e.rootID, Password: "brand new pass", UpdateMask: mask("password")}, codes.PermissionDenied},
 		{"unknown path", self, &userv1.UpdateUserRequest{Id: alice.GetId(), UpdateMask: mask("id")}, codes.InvalidArgument},
+		{"path twice", e.admin(), &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "brand new pass", UpdateMask: mask("password", "password")}, codes.InvalidArgument},
 		{"nothing to update", self, &userv1.UpdateUserRequest{Id: alice.GetId()}, codes.InvalidArgument},
-		{"bad password", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "short"}, codes.InvalidArgument},
+		{"bad password", e.admin(), &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "short"}, codes.InvalidArgument},
+		{"email taken", e.admin(), &userv1.UpdateUserRequest{Id: alice.GetId(), Email: "BOB@example.com"}, codes.AlreadyExists},
+		{"service role", e.admin(), &userv1.UpdateUserRequest{Id: bob.GetId(), Roles: []string{"service"}, UpdateMask: mask("roles")}, codes.InvalidArgument},
+		{"malformed etag", self, &userv1.UpdateUserRequest{Id: alice.GetId(), DisplayName: "x", Etag: "W/abc"}, codes.InvalidArgument},
+		{"stale etag", self, &userv1.UpdateUserRequest{Id: alice.GetId(), DisplayName: "x", Etag: "1"}, codes.Aborted},
+		{"current etag", self, &userv1.UpdateUserRequest{Id: alice.GetId(), DisplayName: "Alice B.", Etag: "2"}, codes.OK},
 		{"admin sets roles", e.admin(), &userv1.UpdateUserRequest{Id: bob.GetId(), Roles: []string{"admin"}, UpdateMask: mask("roles")}, codes.OK},
 		{"admin, unknown id", e.admin(), &userv1.UpdateUserRequest{Id: uuid.NewString(), DisplayName: "x"}, codes.NotFound},
-		{"new password", self, &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "brand new pass"}, codes.OK},
+		{"admin resets a password", e.admin(), &userv1.UpdateUserRequest{Id: alice.GetId(), Password: "brand new pass"}, codes.OK},
+		{"the reset ended the old session", self, &userv1.UpdateUserRequest{Id: alice.GetId(), DisplayName: "x"}, codes.Unauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -378,12 +452,121 @@ func TestUpdateUser(t *testing.T) {
 	if err != nil || !slices.Equal(got.GetUser().GetRoles(), []string{"admin"}) {
 		t.Errorf("bob after role update: %v %v", got.GetUser(), err)
 	}
-	svc := e.as(uuid.NewString(), "service")
-	if _, err := e.client.VerifyPassword(svc, &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "brand new pass"}); err != nil {
+	if _, err := e.client.VerifyPassword(e.service(), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "brand new pass"}); err != nil {
 		t.Errorf("new password does not verify: %v", err)
 	}
-	_, err = e.client.VerifyPassword(svc, &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "correct horse"})
+	_, err = e.client.VerifyPassword(e.service(), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "correct horse"})
 	wantCode(t, err, codes.Unauthenticated)
+	a, err := e.client.GetSessionState(e.service(), &userv1.GetSessionStateRequest{Id: alice.GetId()})
+	if err != nil || a.GetSessionVersion() != 1 || a.GetUser().GetDisplayName() != "Alice B." {
+		t.Errorf("alice's session state after a reset: %v, %v", a, err)
+	}
+}
+
+// TestChangePassword: a user changes its own password only with the
+// current one; a wrong one changes nothing; attempts are limited per user;
+// success ends every session, the caller's included.
+func TestChangePassword(t *testing.T) {
+	e := startApp(t, "PASSWORD_CHANGE_RATE_PER_USER=4")
+	alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
+	self := e.as(alice.GetId())
+	tests := []struct {
+		name string
+		ctx  context.Context
+		req  *userv1.ChangePasswordRequest
+		code codes.Code
+	}{
+		{"another user", self, &userv1.ChangePasswordRequest{Id: bob.GetId(), CurrentPassword: "correct horse", NewPassword: "stolen account"}, codes.PermissionDenied},
+		{"admin for another user", e.admin(), &userv1.ChangePasswordRequest{Id: bob.GetId(), CurrentPassword: "correct horse", NewPassword: "stolen account"}, codes.PermissionDenied},
+		{"no current password", self, &userv1.ChangePasswordRequest{Id: alice.GetId(), NewPassword: "a new password"}, codes.InvalidArgument},
+		{"new password too short", self, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse", NewPassword: "short"}, codes.InvalidArgument},
+		{"wrong current password", self, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "wrong horse", NewPassword: "a new password"}, codes.InvalidArgument},
+		{"right current password", self, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse", NewPassword: "a new password"}, codes.OK},
+		{"the caller's own session ended", self, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a new password", NewPassword: "another one"}, codes.Unauthenticated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.client.ChangePassword(tt.ctx, tt.req)
+			wantCode(t, err, tt.code)
+			if tt.name == "wrong current password" {
+				if got := violations(t, err); !slices.Equal(got, []string{"current_password"}) {
+					t.Errorf("violations = %v", got)
+				}
+			}
+		})
+	}
+	if _, err := e.client.VerifyPassword(e.service(), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "a new password"}); err != nil {
+		t.Fatalf("the new password does not verify: %v", err)
+	}
+	// A new login is at the new session version.
+	fresh := authntest.BearerContext(context.Background(), e.signer.Token(t, alice.GetId(), authntest.Claim("session_version", 1)))
+	if _, err := e.client.GetUser(fresh, &userv1.GetUserRequest{Id: alice.GetId()}); err != nil {
+		t.Fatalf("a token at the new session version: %v", err)
+	}
+	// The limit: four attempts a minute per user (two used above, by
+	// alice's calls that reached the check), then ResourceExhausted even
+	// with the right password.
+	for i := range 2 {
+		_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "guess " + fmt.Sprint(i), NewPassword: "yet another one"})
+		wantCode(t, err, codes.InvalidArgument)
+	}
+	_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a new password", NewPassword: "yet another one"})
+	wantCode(t, err, codes.ResourceExhausted)
+	// Bob's budget is his own.
+	if _, err := e.client.ChangePassword(e.as(bob.GetId()), &userv1.ChangePasswordRequest{Id: bob.GetId(), CurrentPassword: "correct horse", NewPassword: "bob's new one"}); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+}
+
+// TestSessionsAndTheServiceRole: GetSessionState and EndSessions are the
+// Auth service's; ending sessions refuses the user's earlier tokens at
+// once. A human account holding the service role (written before it was
+// forbidden) is not the service.
+func TestSessionsAndTheServiceRole(t *testing.T) {
+	e := startApp(t)
+	alice := e.signup("alice@example.com")
+	st, err := e.client.GetSessionState(e.service(), &userv1.GetSessionStateRequest{Id: alice.GetId()})
+	if err != nil || st.GetSessionVersion() != 0 || st.GetUser().GetId() != alice.GetId() {
+		t.Fatalf("GetSessionState = %v, %v", st, err)
+	}
+	_, err = e.client.GetSessionState(e.service(), &userv1.GetSessionStateRequest{Id: uuid.NewString()})
+	wantCode(t, err, codes.NotFound)
+	ended, err := e.client.EndSessions(e.service(), &userv1.EndSessionsRequest{Id: alice.GetId()})
+	if err != nil || ended.GetSessionVersion() != 1 {
+		t.Fatalf("EndSessions = %v, %v", ended, err)
+	}
+	_, err = e.client.GetUser(e.as(alice.GetId()), &userv1.GetUserRequest{Id: alice.GetId()})
+	wantCode(t, err, codes.Unauthenticated)
+	if reason := authn.RejectionReason(err); reason != authn.ReasonSessionEnded {
+		t.Errorf("reason = %q, want %s", reason, authn.ReasonSessionEnded)
+	}
+	_, err = e.client.EndSessions(e.service(), &userv1.EndSessionsRequest{Id: uuid.NewString()})
+	wantCode(t, err, codes.NotFound)
+
+	human := e.insert("legacy-service@example.com", "service")
+	_, err = e.client.VerifyPassword(e.as(human.ID, "service"), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "correct horse"})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = e.client.VerifyPassword(e.as(identity.ServiceSubject), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "correct horse"})
+	wantCode(t, err, codes.PermissionDenied) // the service's subject without its role
+}
+
+// TestDeleteWithEtagAndTheLastAdmin: a stale etag deletes nothing; the last
+// admin can neither delete itself nor lose the role.
+func TestDeleteWithEtagAndTheLastAdmin(t *testing.T) {
+	e := startApp(t)
+	alice := e.signup("alice@example.com")
+	_, err := e.client.DeleteUser(e.admin(), &userv1.DeleteUserRequest{Id: alice.GetId(), Etag: "7"})
+	wantCode(t, err, codes.Aborted)
+	if _, err := e.client.DeleteUser(e.admin(), &userv1.DeleteUserRequest{Id: alice.GetId(), Etag: alice.GetEtag()}); err != nil {
+		t.Fatalf("delete at the current etag: %v", err)
+	}
+	_, err = e.client.DeleteUser(e.admin(), &userv1.DeleteUserRequest{Id: e.rootID})
+	wantCode(t, err, codes.FailedPrecondition)
+	_, err = e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: e.rootID, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"roles"}}})
+	wantCode(t, err, codes.FailedPrecondition)
+	if _, err := e.client.ListUsers(e.admin(), &userv1.ListUsersRequest{}); err != nil {
+		t.Fatalf("the last admin after refused changes: %v", err)
+	}
 }
 
 func TestDeleteUser(t *testing.T) {
@@ -406,7 +589,7 @@ func TestDeleteUser(t *testing.T) {
 func TestVerifyPassword(t *testing.T) {
 	e := startApp(t)
 	alice := e.signup("alice@example.com")
-	svc := e.as(uuid.NewString(), "service")
+	svc := e.service()
 	tests := []struct {
 		name  string
 		ctx   context.Context
@@ -464,7 +647,7 @@ func TestBootstrapAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := startApp(t, "BOOTSTRAP_ADMIN_EMAIL=Admin@Example.com", "BOOTSTRAP_ADMIN_PASSWORD_FILE="+pwFile)
-	resp, err := e.client.VerifyPassword(e.as(uuid.NewString(), "service"), &userv1.VerifyPasswordRequest{Email: "admin@example.com", Password: "admin password"})
+	resp, err := e.client.VerifyPassword(e.service(), &userv1.VerifyPasswordRequest{Email: "admin@example.com", Password: "admin password"})
 	if err != nil {
 		t.Fatal(err)
 	}

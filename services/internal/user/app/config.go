@@ -33,6 +33,11 @@ type Config struct {
 	BootstrapAdminPassword     config.Secret `env:"BOOTSTRAP_ADMIN_PASSWORD"`
 	BootstrapAdminPasswordFile string        `env:"BOOTSTRAP_ADMIN_PASSWORD_FILE"`
 
+	// PasswordChangeRatePerUser limits ChangePassword attempts per user
+	// per minute (a stolen access token cannot guess the current password
+	// at leisure); 0 disables the limit.
+	PasswordChangeRatePerUser int `env:"PASSWORD_CHANGE_RATE_PER_USER" envDefault:"10"`
+
 	// PasswordHashConcurrency caps simultaneous argon2id hashes (each
 	// uses ~19 MiB); 0 means one per CPU.
 	PasswordHashConcurrency int `env:"PASSWORD_HASH_CONCURRENCY" envDefault:"0"`

@@ -2,10 +2,7 @@ package app
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,76 +11,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/faultproxy"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database/dbtest"
 )
-
-// cuttableProxy forwards TCP to a real PostgreSQL and can drop every
-// connection and refuse new ones, like a database failover or a network
-// partition, without touching the server other tests use.
-type cuttableProxy struct {
-	target string
-	ln     net.Listener
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *cuttableProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cuttableProxy{target: target, ln: ln}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.setDown(true)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cuttableProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns = append(p.conns, c, up)
-		p.wg.Add(2)
-		p.mu.Unlock()
-		go func() { defer p.wg.Done(); _, _ = io.Copy(up, c); _ = up.Close() }()
-		go func() { defer p.wg.Done(); _, _ = io.Copy(c, up); _ = c.Close() }()
-	}
-}
-
-func (p *cuttableProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = nil
-	}
-}
 
 // TestReadinessFollowsDatabase: when PostgreSQL becomes unreachable the
 // service reports NOT_SERVING (liveness stays SERVING, so Kubernetes does
@@ -95,14 +25,15 @@ func TestReadinessFollowsDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy := faultproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
 	q := u.Query()
 	q.Set("connect_timeout", "1")
 	u.RawQuery = q.Encode()
 
 	e := startApp(t, "DATABASE_URL="+u.String())
 	alice := e.signup("alice@example.com")
+	e.admin() // created while the database is up
 	health := healthpb.NewHealthClient(e.conn)
 	statusOf := func(svc string) healthpb.HealthCheckResponse_ServingStatus {
 		r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: svc})
@@ -122,7 +53,7 @@ func TestReadinessFollowsDatabase(t *testing.T) {
 		}
 	}
 
-	proxy.setDown(true)
+	proxy.SetDown(true)
 	waitStatus(healthpb.HealthCheckResponse_NOT_SERVING)
 	if got := statusOf("user.v1.UserService"); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("service status = %v while the database is down", got)
@@ -141,7 +72,7 @@ func TestReadinessFollowsDatabase(t *testing.T) {
 		t.Errorf("CreateUser while the database is down: %v, want Unavailable", err)
 	}
 
-	proxy.setDown(false)
+	proxy.SetDown(false)
 	waitStatus(healthpb.HealthCheckResponse_SERVING)
 	got, err := e.client.GetUser(e.admin(), &userv1.GetUserRequest{Id: alice.GetId()})
 	if err != nil || got.GetUser().GetEmail() != "alice@example.com" || !got.GetUser().GetCreateTime().AsTime().Equal(alice.GetCreateTime().AsTime()) {

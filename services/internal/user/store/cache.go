@@ -73,15 +73,22 @@ func (c *Cached) Get(ctx context.Context, id string) (user.User, error) {
 }
 
 // Update writes through and forgets the user.
-func (c *Cached) Update(ctx context.Context, u user.User) error {
-	defer c.write(u.ID)()
-	return c.store.Update(ctx, u)
+func (c *Cached) Update(ctx context.Context, id string, ch user.Change) (user.User, error) {
+	defer c.write(id)()
+	return c.store.Update(ctx, id, ch)
 }
 
 // Delete writes through and forgets the user.
-func (c *Cached) Delete(ctx context.Context, id string) error {
+func (c *Cached) Delete(ctx context.Context, id string, ifVersion int64) error {
 	defer c.write(id)()
-	return c.store.Delete(ctx, id)
+	return c.store.Delete(ctx, id, ifVersion)
+}
+
+// EndSessions writes through and forgets the user, so the next call with
+// one of its old tokens reads the new session version.
+func (c *Cached) EndSessions(ctx context.Context, id string) (int64, error) {
+	defer c.write(id)()
+	return c.store.EndSessions(ctx, id)
 }
 
 // Create inserts through; a new id has no entry to forget, and misses are

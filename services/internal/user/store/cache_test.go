@@ -58,14 +58,24 @@ func TestCachedServesGetsAndForgetsOnWrites(t *testing.T) {
 	}
 
 	u.DisplayName = "updated through the cache"
-	if err := s.Update(ctx, u); err != nil {
+	if _, err := s.Update(ctx, u.ID, user.Change{DisplayName: &u.DisplayName}); err != nil {
 		t.Fatal(err)
 	}
 	if got := displayName(t, ctx, s, u.ID); got != u.DisplayName {
 		t.Fatalf("Get after Update = %q, want %q", got, u.DisplayName)
 	}
 
-	if err := s.Delete(ctx, u.ID); err != nil {
+	// Ending sessions is a write too: the next Get sees the new version,
+	// which is what refuses the user's older tokens.
+	v, err := s.EndSessions(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, u.ID); err != nil || got.SessionVersion != v {
+		t.Fatalf("Get after EndSessions = %+v, %v; want session version %d", got, err, v)
+	}
+
+	if err := s.Delete(ctx, u.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(ctx, u.ID); !errors.Is(err, user.ErrNotFound) {
@@ -83,8 +93,7 @@ func TestCachedForgetsOnFailedWrites(t *testing.T) {
 	// The update fails (the email belongs to other), yet the entry is
 	// dropped: a failed write may still have changed the row.
 	renameBehindTheCache(t, ctx, db, u.ID, "changed behind the cache")
-	u.Email = other.Email
-	if err := s.Update(ctx, u); !errors.Is(err, user.ErrEmailTaken) {
+	if _, err := s.Update(ctx, u.ID, user.Change{Email: &other.Email}); !errors.Is(err, user.ErrEmailTaken) {
 		t.Fatalf("Update = %v, want ErrEmailTaken", err)
 	}
 	if got := displayName(t, ctx, s, u.ID); got != "changed behind the cache" {
@@ -191,7 +200,7 @@ func TestCachedDropsAReadThatRacedAWrite(t *testing.T) {
 	<-paused.read // the racing Get has read the old row
 
 	u.DisplayName = "written during the read"
-	if err := s.Update(ctx, u); err != nil {
+	if _, err := s.Update(ctx, u.ID, user.Change{DisplayName: &u.DisplayName}); err != nil {
 		t.Fatal(err)
 	}
 	close(paused.release)

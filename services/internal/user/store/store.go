@@ -8,8 +8,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 )
@@ -33,9 +35,10 @@ func New(db *database.DB) *Store {
 	return &Store{db: db}
 }
 
-const columns = `id, email, display_name, roles, password_hash, create_time, update_time`
+const columns = `id, email, display_name, roles, password_hash, create_time, update_time, version, session_version`
 
-// Create inserts u. Zero times are set to now. ErrEmailTaken if another
+// Create inserts u at Version 1 (u.Version is ignored). Zero times are set
+// to now. ErrEmailTaken if another
 // user has the same email, compared case-insensitively.
 func (s *Store) Create(ctx context.Context, u user.User) error {
 	if u.ID == "" {
@@ -47,9 +50,9 @@ func (s *Store) Create(ctx context.Context, u user.User) error {
 		return fmt.Errorf("user store: create: %w", err)
 	}
 	_, err = s.db.SQL().ExecContext(ctx,
-		`INSERT INTO users (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		`INSERT INTO users (`+columns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8)`,
 		u.ID, u.Email, u.DisplayName, roles, u.PasswordHash,
-		database.Timestamp(u.CreateTime, now), database.Timestamp(u.UpdateTime, now))
+		database.Timestamp(u.CreateTime, now), database.Timestamp(u.UpdateTime, now), u.SessionVersion)
 	if err != nil {
 		return storeError("create", err)
 	}
@@ -104,47 +107,195 @@ func (s *Store) List(ctx context.Context, afterID string, limit int) ([]user.Use
 	return users, nil
 }
 
-// Update replaces the email, display name, roles, password hash and update
-// time of the user with u.ID; a zero u.UpdateTime means now. ErrNotFound if
-// there is no such user, ErrEmailTaken if the new email belongs to another.
-func (s *Store) Update(ctx context.Context, u user.User) error {
-	roles, err := database.EncodeStrings(u.Roles)
+// updateUser writes the fields a Change sets (a NULL parameter keeps the
+// column as it is) and moves the version on, all in one statement, so two
+// changes of different fields cannot undo each other whatever the
+// interleaving. $8 = 0 makes it unconditional; otherwise it applies only at
+// that version.
+const updateUser = `UPDATE users SET
+	email = COALESCE($2, email),
+	display_name = COALESCE($3, display_name),
+	roles = COALESCE($4, roles),
+	password_hash = COALESCE($5, password_hash),
+	session_version = session_version + $6,
+	version = version + 1,
+	update_time = $7
+WHERE id = $1 AND ($8 = 0 OR version = $8)
+RETURNING ` + columns
+
+// adminsLock is the PostgreSQL advisory lock that every change of roles
+// and every delete takes for its transaction, so "is another admin left?"
+// and the write that depends on the answer cannot interleave with another
+// such pair (two admins demoting each other at once). SQLite needs none:
+// its write transactions begin IMMEDIATE and run one at a time.
+const adminsLock = 0x6761746568757365 // "gatehuse"
+
+// Update implements user.Store.Update. A change that sets roles runs in a
+// transaction that also checks another admin is left when it takes the
+// role away; any other change is the one statement of updateUser.
+func (s *Store) Update(ctx context.Context, id string, ch user.Change) (user.User, error) {
+	args, err := changeArgs(id, ch)
 	if err != nil {
-		return fmt.Errorf("user store: update: %w", err)
+		return user.User{}, fmt.Errorf("user store: update: %w", err)
 	}
-	res, err := s.db.SQL().ExecContext(ctx,
-		`UPDATE users SET email = $2, display_name = $3, roles = $4, password_hash = $5, update_time = $6 WHERE id = $1`,
-		u.ID, u.Email, u.DisplayName, roles, u.PasswordHash, database.Timestamp(u.UpdateTime, time.Now()))
+	if ch.Roles == nil {
+		u, err := scanUser(s.db.QueryRow(ctx, updateUser, args...))
+		if err != nil {
+			return user.User{}, s.missOrStale(ctx, "update", id, err)
+		}
+		return u, nil
+	}
+	var u user.User
+	err = s.adminTx(ctx, "update", id, ch.IfVersion, func(tx *sql.Tx, wasAdmin bool) error {
+		var err error
+		u, err = scanUser(tx.QueryRowContext(ctx, updateUser, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			// The row was there when this transaction read it, and deletes
+			// wait for adminsLock: a change of another field moved the
+			// version on in between.
+			return user.ErrStale
+		}
+		if err != nil {
+			return err
+		}
+		if wasAdmin && !u.HasRole(identity.RoleAdmin) {
+			return s.requireOtherAdmin(ctx, tx, id)
+		}
+		return nil
+	})
 	if err != nil {
-		return storeError("update", err)
+		return user.User{}, err
 	}
-	return requireOneRow("update", res)
+	return u, nil
 }
 
-// Delete removes the user with id, or returns ErrNotFound.
-func (s *Store) Delete(ctx context.Context, id string) error {
-	res, err := s.db.SQL().ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
+// Delete implements user.Store.Delete.
+func (s *Store) Delete(ctx context.Context, id string, ifVersion int64) error {
+	return s.adminTx(ctx, "delete", id, ifVersion, func(tx *sql.Tx, wasAdmin bool) error {
+		if wasAdmin {
+			if err := s.requireOtherAdmin(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
+		return err
+	})
+}
+
+// adminTx runs fn in a transaction that holds adminsLock, after reading
+// the user's version and whether it is an admin now: ErrNotFound when
+// there is no such user, ErrStale when ifVersion is set and differs.
+func (s *Store) adminTx(ctx context.Context, op, id string, ifVersion int64, fn func(tx *sql.Tx, wasAdmin bool) error) error {
+	tx, err := s.db.SQL().BeginTx(ctx, nil)
 	if err != nil {
-		return storeError("delete", err)
+		return storeError(op, err)
 	}
-	return requireOneRow("delete", res)
+	defer func() { _ = tx.Rollback() }()
+	if s.db.Dialect() == database.DialectPostgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(adminsLock)); err != nil {
+			return storeError(op, err)
+		}
+	}
+	var (
+		rolesJSON string
+		version   int64
+	)
+	if err := tx.QueryRowContext(ctx, `SELECT roles, version FROM users WHERE id = $1`, id).Scan(&rolesJSON, &version); err != nil {
+		return storeError(op, err)
+	}
+	if ifVersion != 0 && version != ifVersion {
+		return fmt.Errorf("user store: %s: %w", op, user.ErrStale)
+	}
+	roles, err := database.DecodeStrings(rolesJSON)
+	if err != nil {
+		return fmt.Errorf("user store: %s: roles of user %s: %w", op, id, err)
+	}
+	if err := fn(tx, slices.Contains(roles, identity.RoleAdmin)); err != nil {
+		if errors.Is(err, user.ErrLastAdmin) || errors.Is(err, user.ErrStale) {
+			return fmt.Errorf("user store: %s: %w", op, err)
+		}
+		return storeError(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return storeError(op, err)
+	}
+	return nil
+}
+
+// requireOtherAdmin returns ErrLastAdmin unless a user other than id holds
+// the admin role. EXISTS stops at the first one found.
+func (s *Store) requireOtherAdmin(ctx context.Context, tx *sql.Tx, id string) error {
+	query := `SELECT EXISTS (SELECT 1 FROM users, json_each(users.roles) r WHERE users.id <> $1 AND r.value = $2)`
+	if s.db.Dialect() == database.DialectPostgres {
+		query = `SELECT EXISTS (SELECT 1 FROM users WHERE id <> $1 AND roles @> jsonb_build_array($2::text))`
+	}
+	var other bool
+	if err := tx.QueryRowContext(ctx, query, id, identity.RoleAdmin).Scan(&other); err != nil {
+		return err
+	}
+	if !other {
+		return user.ErrLastAdmin
+	}
+	return nil
+}
+
+// EndSessions implements user.Store.EndSessions. It leaves Version alone:
+// the user's visible fields did not change.
+func (s *Store) EndSessions(ctx context.Context, id string) (int64, error) {
+	var v int64
+	err := s.db.QueryRow(ctx,
+		`UPDATE users SET session_version = session_version + 1 WHERE id = $1 RETURNING session_version`, id).Scan(&v)
+	if err != nil {
+		return 0, storeError("end sessions", err)
+	}
+	return v, nil
+}
+
+// changeArgs are updateUser's parameters for ch.
+func changeArgs(id string, ch user.Change) ([]any, error) {
+	var roles any
+	if ch.Roles != nil {
+		encoded, err := database.EncodeStrings(*ch.Roles)
+		if err != nil {
+			return nil, err
+		}
+		roles = encoded
+	}
+	var bump int64
+	if ch.EndSessions {
+		bump = 1
+	}
+	return []any{id, nullable(ch.Email), nullable(ch.DisplayName), roles, nullable(ch.PasswordHash),
+		bump, database.Timestamp(ch.UpdateTime, time.Now()), ch.IfVersion}, nil
+}
+
+func nullable(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+// missOrStale explains a conditional write that matched no row: the user
+// is gone (ErrNotFound) or at another version (ErrStale).
+func (s *Store) missOrStale(ctx context.Context, op, id string, err error) error {
+	if !errors.Is(err, sql.ErrNoRows) {
+		return storeError(op, err)
+	}
+	var one int
+	switch err := s.db.QueryRow(ctx, `SELECT 1 FROM users WHERE id = $1`, id).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("user store: %s: %w", op, user.ErrNotFound)
+	case err != nil:
+		return storeError(op, err)
+	}
+	return fmt.Errorf("user store: %s: %w", op, user.ErrStale)
 }
 
 // Ping reports ErrUnavailable unless the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.db.Ping(ctx); err != nil {
 		return fmt.Errorf("user store: ping: %w: %w", user.ErrUnavailable, err)
-	}
-	return nil
-}
-
-func requireOneRow(op string, res sql.Result) error {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return storeError(op, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("user store: %s: %w", op, user.ErrNotFound)
 	}
 	return nil
 }
@@ -177,7 +328,7 @@ func scanUser(row scanner) (user.User, error) {
 		u     user.User
 		roles string
 	)
-	err := row.Scan(&u.ID, &u.Email, &u.DisplayName, &roles, &u.PasswordHash, &u.CreateTime, &u.UpdateTime)
+	err := row.Scan(&u.ID, &u.Email, &u.DisplayName, &roles, &u.PasswordHash, &u.CreateTime, &u.UpdateTime, &u.Version, &u.SessionVersion)
 	if err != nil {
 		return user.User{}, err
 	}

@@ -66,6 +66,7 @@ func newUser(t *testing.T, email string) user.User {
 		PasswordHash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U",
 		CreateTime:   now,
 		UpdateTime:   now,
+		Version:      1,
 	}
 }
 
@@ -107,7 +108,8 @@ func TestCreateAndGet(t *testing.T) {
 		}{
 			{"no roles", "plain@example.com", func(*user.User) {}},
 			{"admin", "admin@example.com", func(u *user.User) { u.Roles = []string{user.RoleAdmin} }},
-			{"two roles", "svc@example.com", func(u *user.User) { u.Roles = []string{user.RoleService, user.RoleAdmin} }},
+			{"two roles", "svc@example.com", func(u *user.User) { u.Roles = []string{"auditor", user.RoleAdmin} }},
+			{"session version", "sv@example.com", func(u *user.User) { u.SessionVersion = 7 }},
 			{"unicode name", "unicode@example.com", func(u *user.User) { u.DisplayName = "Zoë 山田 \U0001F600" }},
 			{"empty name", "noname@example.com", func(u *user.User) { u.DisplayName = "" }},
 		}
@@ -172,8 +174,13 @@ func TestNotFound(t *testing.T) {
 			{"Get", func() error { _, err := s.Get(ctx, ghost.ID); return err }},
 			{"Get empty id", func() error { _, err := s.Get(ctx, ""); return err }},
 			{"GetByEmail", func() error { _, err := s.GetByEmail(ctx, ghost.Email); return err }},
-			{"Update", func() error { return s.Update(ctx, ghost) }},
-			{"Delete", func() error { return s.Delete(ctx, ghost.ID) }},
+			{"Update", func() error {
+				_, err := s.Update(ctx, ghost.ID, user.Change{DisplayName: &ghost.DisplayName})
+				return err
+			}},
+			{"Update roles", func() error { _, err := s.Update(ctx, ghost.ID, user.Change{Roles: &ghost.Roles}); return err }},
+			{"Delete", func() error { return s.Delete(ctx, ghost.ID, 0) }},
+			{"EndSessions", func() error { _, err := s.EndSessions(ctx, ghost.ID); return err }},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -264,28 +271,36 @@ func TestListPagination(t *testing.T) {
 	})
 }
 
+func ptr[T any](v T) *T { return &v }
+
 func TestUpdate(t *testing.T) {
 	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		alice := mustCreate(t, ctx, s, newUser(t, "alice@example.com"))
 		bob := mustCreate(t, ctx, s, newUser(t, "bob@example.com"))
+		mustCreate(t, ctx, s, withRoles(newUser(t, "root@example.com"), user.RoleAdmin))
+		newHash := "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdG5ld3NhbHQ$bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2U"
 
 		tests := []struct {
 			name    string
-			edit    func(u *user.User)
+			change  user.Change
+			apply   func(u *user.User) // what the change must do to the stored user
 			wantErr error
 		}{
-			{"every mutable field", func(u *user.User) {
-				u.Email = "alice.new@example.com"
-				u.DisplayName = "Alice N."
-				u.Roles = []string{user.RoleAdmin}
-				u.PasswordHash = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdG5ld3NhbHQ$bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2V5bmV3a2U"
-				u.UpdateTime = u.UpdateTime.Add(time.Hour)
+			{"every mutable field", user.Change{
+				Email: ptr("alice.new@example.com"), DisplayName: ptr("Alice N."), Roles: ptr([]string{user.RoleAdmin}),
+				PasswordHash: ptr(newHash), EndSessions: true,
+			}, func(u *user.User) {
+				u.Email, u.DisplayName, u.Roles, u.PasswordHash = "alice.new@example.com", "Alice N.", []string{user.RoleAdmin}, newHash
+				u.SessionVersion++
 			}, nil},
-			{"roles removed", func(u *user.User) { u.Roles = nil }, nil},
-			{"same email", func(*user.User) {}, nil},
-			{"own email in another case", func(u *user.User) { u.Email = strings.ToUpper(u.Email) }, nil},
-			{"email of another user", func(u *user.User) { u.Email = bob.Email }, user.ErrEmailTaken},
-			{"email of another user in another case", func(u *user.User) { u.Email = "BOB@example.com" }, user.ErrEmailTaken},
+			{"display name only", user.Change{DisplayName: ptr("Only the name")}, func(u *user.User) { u.DisplayName = "Only the name" }, nil},
+			{"roles removed", user.Change{Roles: ptr([]string{})}, func(u *user.User) { u.Roles = nil }, nil},
+			{"empty display name is a value, not absence", user.Change{DisplayName: ptr("")}, func(u *user.User) { u.DisplayName = "" }, nil},
+			{"own email in another case", user.Change{Email: ptr("ALICE.NEW@example.com")}, func(u *user.User) { u.Email = "ALICE.NEW@example.com" }, nil},
+			{"email of another user", user.Change{Email: ptr(bob.Email)}, nil, user.ErrEmailTaken},
+			{"email of another user in another case", user.Change{Email: ptr("BOB@example.com")}, nil, user.ErrEmailTaken},
+			{"stale etag", user.Change{DisplayName: ptr("stale"), IfVersion: 1}, nil, user.ErrStale},
+			{"stale etag with roles", user.Change{Roles: ptr([]string{}), IfVersion: 1}, nil, user.ErrStale},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -293,30 +308,65 @@ func TestUpdate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				changed := before
-				tt.edit(&changed)
-				changed.CreateTime = changed.CreateTime.Add(-time.Hour) // must be ignored
-
-				err = s.Update(ctx, changed)
+				ch := tt.change
+				ch.UpdateTime = before.UpdateTime.Add(time.Minute)
+				got, err := s.Update(ctx, alice.ID, ch)
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Update = %v, want %v", err, tt.wantErr)
 				}
-				got, getErr := s.Get(ctx, alice.ID)
+				stored, getErr := s.Get(ctx, alice.ID)
 				if getErr != nil {
 					t.Fatal(getErr)
 				}
 				want := before
 				if tt.wantErr == nil {
-					want = changed
-					want.CreateTime = before.CreateTime
+					tt.apply(&want)
+					want.Version++
+					want.UpdateTime = ch.UpdateTime
+					assertUser(t, got, want)
 				} else {
 					assertClean(t, err)
 				}
-				assertUser(t, got, want)
+				assertUser(t, stored, want)
 			})
 		}
 		if got, err := s.Get(ctx, bob.ID); err != nil || !reflect.DeepEqual(got, bob) {
 			t.Errorf("bob changed: %+v, %v", got, err)
+		}
+		if _, err := s.Update(ctx, newID(t), user.Change{DisplayName: ptr("x")}); !errors.Is(err, user.ErrNotFound) {
+			t.Errorf("Update of an unknown id = %v, want ErrNotFound", err)
+		}
+		if _, err := s.Update(ctx, newID(t), user.Change{Roles: ptr([]string{})}); !errors.Is(err, user.ErrNotFound) {
+			t.Errorf("Update of roles of an unknown id = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func withRoles(u user.User, roles ...string) user.User {
+	u.Roles = roles
+	return u
+}
+
+// TestUpdateAtTheCurrentEtag: a change conditional on the version read
+// applies once; the same condition again is stale and writes nothing.
+func TestUpdateAtTheCurrentEtag(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
+		u := mustCreate(t, ctx, s, newUser(t, "etag@example.com"))
+		got, err := s.Update(ctx, u.ID, user.Change{DisplayName: ptr("first"), IfVersion: u.Version})
+		if err != nil || got.Version != u.Version+1 {
+			t.Fatalf("Update at the current version = %+v, %v", got, err)
+		}
+		if _, err := s.Update(ctx, u.ID, user.Change{DisplayName: ptr("second"), IfVersion: u.Version}); !errors.Is(err, user.ErrStale) {
+			t.Fatalf("Update at the old version = %v, want ErrStale", err)
+		}
+		if err := s.Delete(ctx, u.ID, u.Version); !errors.Is(err, user.ErrStale) {
+			t.Fatalf("Delete at the old version = %v, want ErrStale", err)
+		}
+		if stored, _ := s.Get(ctx, u.ID); stored.DisplayName != "first" {
+			t.Fatalf("display name = %q, want first", stored.DisplayName)
+		}
+		if err := s.Delete(ctx, u.ID, got.Version); err != nil {
+			t.Fatalf("Delete at the current version: %v", err)
 		}
 	})
 }
@@ -326,13 +376,13 @@ func TestDelete(t *testing.T) {
 		gone := mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
 		kept := mustCreate(t, ctx, s, newUser(t, "kept@example.com"))
 
-		if err := s.Delete(ctx, gone.ID); err != nil {
+		if err := s.Delete(ctx, gone.ID, 0); err != nil {
 			t.Fatalf("Delete: %v", err)
 		}
 		if _, err := s.Get(ctx, gone.ID); !errors.Is(err, user.ErrNotFound) {
 			t.Errorf("Get after Delete = %v, want ErrNotFound", err)
 		}
-		if err := s.Delete(ctx, gone.ID); !errors.Is(err, user.ErrNotFound) {
+		if err := s.Delete(ctx, gone.ID, 0); !errors.Is(err, user.ErrNotFound) {
 			t.Errorf("second Delete = %v, want ErrNotFound", err)
 		}
 		if _, err := s.Get(ctx, kept.ID); err != nil {
@@ -340,6 +390,168 @@ func TestDelete(t *testing.T) {
 		}
 		// The email is free again.
 		mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
+	})
+}
+
+// TestLastAdmin: the role can leave an admin, and an admin can be deleted,
+// only while another admin remains. Where no admin exists at all (no
+// bootstrap admin configured), plain users come and go freely.
+func TestLastAdmin(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
+		plain := mustCreate(t, ctx, s, newUser(t, "plain@example.com"))
+		if _, err := s.Update(ctx, plain.ID, user.Change{Roles: ptr([]string{})}); err != nil {
+			t.Fatalf("roles of a plain user, no admin anywhere: %v", err)
+		}
+		if err := s.Delete(ctx, plain.ID, 0); err != nil {
+			t.Fatalf("delete a plain user, no admin anywhere: %v", err)
+		}
+		a := mustCreate(t, ctx, s, withRoles(newUser(t, "a@example.com"), user.RoleAdmin))
+		b := mustCreate(t, ctx, s, withRoles(newUser(t, "b@example.com"), user.RoleAdmin))
+		if _, err := s.Update(ctx, a.ID, user.Change{Roles: ptr([]string{})}); err != nil {
+			t.Fatalf("demote one of two admins: %v", err)
+		}
+		if _, err := s.Update(ctx, b.ID, user.Change{Roles: ptr([]string{})}); !errors.Is(err, user.ErrLastAdmin) {
+			t.Fatalf("demote the last admin = %v, want ErrLastAdmin", err)
+		}
+		if err := s.Delete(ctx, b.ID, 0); !errors.Is(err, user.ErrLastAdmin) {
+			t.Fatalf("delete the last admin = %v, want ErrLastAdmin", err)
+		}
+		if _, err := s.Update(ctx, b.ID, user.Change{Roles: ptr([]string{user.RoleAdmin}), DisplayName: ptr("still admin")}); err != nil {
+			t.Fatalf("the last admin keeping its role: %v", err)
+		}
+		if got, _ := s.Get(ctx, b.ID); !got.HasRole(user.RoleAdmin) || got.DisplayName != "still admin" {
+			t.Fatalf("last admin after refused changes = %+v", got)
+		}
+		if err := s.Delete(ctx, a.ID, 0); err != nil {
+			t.Fatalf("delete a former admin: %v", err)
+		}
+	})
+}
+
+// TestConcurrentDemotionsLeaveAnAdmin: two admins remove each other's role
+// (or delete each other) at the same moment, many times over. However the
+// two transactions interleave, one admin always remains: on PostgreSQL the
+// advisory lock orders them, on SQLite BEGIN IMMEDIATE does.
+func TestConcurrentDemotionsLeaveAnAdmin(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, db *database.DB) {
+		for round := range 30 {
+			a := mustCreate(t, ctx, s, withRoles(newUser(t, fmt.Sprintf("a%d@example.com", round)), user.RoleAdmin))
+			b := mustCreate(t, ctx, s, withRoles(newUser(t, fmt.Sprintf("b%d@example.com", round)), user.RoleAdmin))
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, id := range []string{a.ID, b.ID} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if round%2 == 0 {
+						_, errs[i] = s.Update(ctx, id, user.Change{Roles: ptr([]string{})})
+					} else {
+						errs[i] = s.Delete(ctx, id, 0)
+					}
+				}()
+			}
+			wg.Wait()
+			refused := 0
+			for _, err := range errs {
+				switch {
+				case errors.Is(err, user.ErrLastAdmin):
+					refused++
+				case err != nil:
+					t.Fatalf("round %d: %v", round, err)
+				}
+			}
+			if n := countAdmins(t, ctx, db); n != 1 || refused != 1 {
+				t.Fatalf("round %d: %d admins left, %d refusals; want 1 and 1", round, n, refused)
+			}
+			// Leave no admin behind for the next round.
+			// (behind a cache: the deleted ids are never read again).
+			if _, err := db.SQL().ExecContext(ctx, `DELETE FROM users`); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+func countAdmins(t *testing.T, ctx context.Context, db *database.DB) int {
+	t.Helper()
+	q := `SELECT count(*) FROM users, json_each(users.roles) r WHERE r.value = 'admin'`
+	if db.Dialect() == database.DialectPostgres {
+		q = `SELECT count(*) FROM users WHERE roles @> '["admin"]'`
+	}
+	var n int
+	if err := db.SQL().QueryRowContext(ctx, q).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestNoLostUpdates replays the race of the account takeover report: an
+// admin demotes a user and resets its password while the user renames
+// itself in a loop. Before, each write put back every column it had read,
+// and the user's rename undid the admin's change in 7 of 12 tries. Every
+// change now writes only its own fields, so in every round both survive.
+func TestNoLostUpdates(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
+		const rounds = 100
+		lost := 0
+		mustCreate(t, ctx, s, withRoles(newUser(t, "root@example.com"), user.RoleAdmin))
+		for round := range rounds {
+			u := mustCreate(t, ctx, s, withRoles(newUser(t, fmt.Sprintf("racer%d@example.com", round)), user.RoleAdmin))
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := range 5 {
+					if _, err := s.Update(ctx, u.ID, user.Change{DisplayName: ptr(fmt.Sprintf("name %d", i))}); err != nil {
+						t.Errorf("rename: %v", err)
+						return
+					}
+				}
+			}()
+			close(start)
+			reset := fmt.Sprintf("reset-hash-%d", round)
+			_, err := s.Update(ctx, u.ID, user.Change{Roles: ptr([]string{}), PasswordHash: &reset, EndSessions: true})
+			wg.Wait()
+			if err != nil {
+				t.Fatalf("round %d: admin change: %v", round, err)
+			}
+			got, err := s.Get(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.HasRole(user.RoleAdmin) || got.PasswordHash != reset || got.SessionVersion != 1 || got.DisplayName != "name 4" {
+				lost++
+				t.Logf("round %d: %+v", round, got)
+			}
+		}
+		if lost > 0 {
+			t.Errorf("a change was undone in %d of %d rounds", lost, rounds)
+		}
+	})
+}
+
+// TestEndSessions moves the session version on and nothing else.
+func TestEndSessions(t *testing.T) {
+	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
+		u := mustCreate(t, ctx, s, newUser(t, "ends@example.com"))
+		for want := int64(1); want <= 2; want++ {
+			v, err := s.EndSessions(ctx, u.ID)
+			if err != nil || v != want {
+				t.Fatalf("EndSessions = %d, %v; want %d", v, err, want)
+			}
+		}
+		got, err := s.Get(ctx, u.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := u
+		want.SessionVersion = 2
+		assertUser(t, got, want)
+		if _, err := s.EndSessions(ctx, newID(t)); !errors.Is(err, user.ErrNotFound) {
+			t.Fatalf("EndSessions of an unknown id = %v, want ErrNotFound", err)
+		}
 	})
 }
 
@@ -417,8 +629,7 @@ func TestTimeRoundTrip(t *testing.T) {
 
 				// Update writes update_time through the same path.
 				later := tt.in.Add(90*time.Minute + 5*time.Microsecond)
-				got.UpdateTime = later
-				if err := s.Update(ctx, got); err != nil {
+				if _, err := s.Update(ctx, u.ID, user.Change{UpdateTime: later}); err != nil {
 					t.Fatal(err)
 				}
 				got, err = s.Get(ctx, u.ID)
@@ -476,8 +687,10 @@ func TestUnavailableAfterClose(t *testing.T) {
 			{"GetByEmail", func() error { _, err := s.GetByEmail(ctx, u.Email); return err }},
 			{"List", func() error { _, err := s.List(ctx, "", 10); return err }},
 			{"Create", func() error { return s.Create(ctx, newUser(t, "new@example.com")) }},
-			{"Update", func() error { return s.Update(ctx, u) }},
-			{"Delete", func() error { return s.Delete(ctx, u.ID) }},
+			{"Update", func() error { _, err := s.Update(ctx, u.ID, user.Change{DisplayName: &u.DisplayName}); return err }},
+			{"Update roles", func() error { _, err := s.Update(ctx, u.ID, user.Change{Roles: &u.Roles}); return err }},
+			{"Delete", func() error { return s.Delete(ctx, u.ID, 0) }},
+			{"EndSessions", func() error { _, err := s.EndSessions(ctx, u.ID); return err }},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

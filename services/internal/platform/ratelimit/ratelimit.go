@@ -1,4 +1,6 @@
-package auth
+// Package ratelimit holds per-key token buckets (an email, a client
+// address, a user id) for the services' attempt limits.
+package ratelimit
 
 import (
 	"sync"
@@ -7,10 +9,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// keyedLimiter holds one token bucket per key (an email, a client
+// Keyed holds one token bucket per key (an email, a client
 // address), forgetting keys idle for longer than a full refill so memory
 // stays bounded under a spray of distinct keys.
-type keyedLimiter struct {
+type Keyed struct {
 	limit   rate.Limit
 	burst   int
 	maxKeys int
@@ -25,13 +27,14 @@ type bucket struct {
 	seen time.Time
 }
 
-// newKeyedLimiter allows perMinute events per key per minute (burst of the
-// same size); perMinute <= 0 disables limiting.
-func newKeyedLimiter(perMinute, maxKeys int) *keyedLimiter {
+// NewKeyed allows perMinute events per key per minute (burst of the same
+// size), holding at most maxKeys keys; perMinute <= 0 disables limiting (a
+// nil *Keyed, which allows everything).
+func NewKeyed(perMinute, maxKeys int) *Keyed {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &keyedLimiter{
+	return &Keyed{
 		limit:   rate.Every(time.Minute / time.Duration(perMinute)),
 		burst:   perMinute,
 		maxKeys: maxKeys,
@@ -39,8 +42,8 @@ func newKeyedLimiter(perMinute, maxKeys int) *keyedLimiter {
 	}
 }
 
-// allow reports whether key may act now. A nil limiter allows everything.
-func (l *keyedLimiter) allow(key string, now time.Time) bool {
+// Allow reports whether key may act now. A nil limiter allows everything.
+func (l *Keyed) Allow(key string, now time.Time) bool {
 	if l == nil {
 		return true
 	}
@@ -65,7 +68,7 @@ func (l *keyedLimiter) allow(key string, now time.Time) bool {
 
 // evictIdle drops buckets that have refilled completely; they carry no
 // information a fresh bucket would not.
-func (l *keyedLimiter) evictIdle(now time.Time) {
+func (l *Keyed) evictIdle(now time.Time) {
 	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
 	for k, b := range l.buckets {
 		if now.Sub(b.seen) > full {

@@ -1,0 +1,22 @@
+-- +goose Up
+-- version: the etag (AIP-154), moved on by every change of the user.
+-- session_version: moved on whenever the user's sessions end (password
+-- changed or reset, email changed, EndSessions); tokens and refresh
+-- families carry the version they were issued at, and an older one is
+-- refused. Tokens issued before this migration carry none, which reads as
+-- 0: they stay valid until the user's first such change.
+ALTER TABLE users ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN session_version INTEGER NOT NULL DEFAULT 0;
+
+-- The role "service" belongs to the Auth service's own identity; a human
+-- account holding it could call VerifyPassword. Take it away and end the
+-- sessions whose tokens still carry it.
+UPDATE users SET
+    roles = (SELECT json_group_array(value) FROM json_each(users.roles) WHERE value <> 'service'),
+    session_version = session_version + 1,
+    version = version + 1
+WHERE EXISTS (SELECT 1 FROM json_each(users.roles) WHERE value = 'service');
+
+-- +goose Down
+ALTER TABLE users DROP COLUMN session_version;
+ALTER TABLE users DROP COLUMN version;
