@@ -8,6 +8,7 @@ AUTH_ADDR=${2:-localhost:50052}
 GRPCURL=${GRPCURL:-$(dirname "$0")/../bin/grpcurl}
 EMAIL=${EMAIL:-ada-$RANDOM$RANDOM@example.com}
 PASSWORD='correct horse battery'
+NEW_PASSWORD='correct horse battery staple'
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" | head -n1; }
@@ -18,7 +19,8 @@ expect_fail() { # code, then the grpcurl arguments
     echo "expected $code, but the call succeeded:" >&2; echo "$out" >&2; exit 1
   fi
   grep -q "Code: $code" <<<"$out" || { echo "expected $code, got:" >&2; echo "$out" >&2; exit 1; }
-  echo "refused as expected: $(grep -m1 'Code:' <<<"$out")"
+  echo "refused as expected: $(grep -m1 'Code:' <<<"$out")$(sed -n 's/.*"reason": "\(.*\)".*/, reason \1/p' <<<"$out")"
+  [[ -z ${REASON:-} ]] || grep -q "\"reason\": \"$REASON\"" <<<"$out" || { echo "expected reason $REASON, got:" >&2; echo "$out" >&2; exit 1; }
 }
 
 step "list services (reflection)"
@@ -45,6 +47,21 @@ step "get the user with the access token"
 step "without a token: refused"
 expect_fail Unauthenticated -plaintext -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
+step "change the display name (only the masked field is written)"
+updated=$("$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" \
+  -d "{\"id\":\"$USER_ID\",\"display_name\":\"Ada L.\",\"update_mask\":{\"paths\":[\"display_name\"]}}" \
+  "$USER_ADDR" user.v1.UserService/UpdateUser)
+echo "$updated"
+[[ $(field displayName <<<"$updated") == "Ada L." ]] || { echo "display name not changed" >&2; exit 1; }
+step "a stale etag: refused, nothing written"
+expect_fail Aborted -plaintext -H "authorization: Bearer $TOKEN" \
+  -d "{\"id\":\"$USER_ID\",\"display_name\":\"Stale\",\"etag\":\"1\",\"update_mask\":{\"paths\":[\"display_name\"]}}" \
+  "$USER_ADDR" user.v1.UserService/UpdateUser
+step "your own password through UpdateUser: refused (ChangePassword needs the current one)"
+expect_fail PermissionDenied -plaintext -H "authorization: Bearer $TOKEN" \
+  -d "{\"id\":\"$USER_ID\",\"password\":\"stolen token, new password\",\"update_mask\":{\"paths\":[\"password\"]}}" \
+  "$USER_ADDR" user.v1.UserService/UpdateUser
+
 step "refresh: the refresh token rotates"
 refreshed=$("$GRPCURL" -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken)
 NEW_REFRESH=$(field refreshToken <<<"$refreshed")
@@ -55,10 +72,31 @@ step "reuse of the old refresh token: refused, and the whole family is revoked"
 expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
-step "log in again and log out"
-login=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+step "log out (idempotent)"
+"$GRPCURL" -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeToken
+expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+
+step "log in twice more (two sessions), then change the password with the current one"
+other=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+OTHER_REFRESH=$(field refreshToken <<<"$other")
+"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" \
+  -d "{\"id\":\"$USER_ID\",\"current_password\":\"$PASSWORD\",\"new_password\":\"$NEW_PASSWORD\"}" \
+  "$USER_ADDR" user.v1.UserService/ChangePassword
+step "every earlier session ended: its access token and its refresh token are refused"
+REASON=SESSION_ENDED expect_fail Unauthenticated -plaintext -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$OTHER_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+
+step "log in with the new password, then log out everywhere"
+login=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$NEW_PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+TOKEN=$(field accessToken <<<"$login")
 REFRESH=$(field refreshToken <<<"$login")
-"$GRPCURL" -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeToken
+"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "{\"user_id\":\"$USER_ID\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeAllSessions
 expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=SESSION_ENDED expect_fail Unauthenticated -plaintext -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+
+step "another service checking the token alone still accepts it until it expires"
+"$GRPCURL" -plaintext -d "{\"access_token\":\"$TOKEN\"}" "$AUTH_ADDR" auth.v1.AuthService/ValidateToken | grep -q '"subject"' ||
+  { echo "ValidateToken refused a token that has not expired" >&2; exit 1; }
+echo "ValidateToken: valid (signature and expiry only; the User service refuses it)"
 
 printf '\n\033[1mwalk-through passed\033[0m\n'
