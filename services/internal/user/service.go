@@ -113,6 +113,13 @@ func (s *Service) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*use
 	if err := checkTarget(req.GetId()); err != nil {
 		return nil, errorStatus(err)
 	}
+	// Reading oneself, the most common call: the row ResolveCaller read a
+	// moment ago to judge the caller is the answer.
+	if caller, err := authz.Caller(ctx); err == nil && caller.ID == req.GetId() {
+		if u, ok := caller.Account.(User); ok {
+			return &userv1.GetUserResponse{User: toProto(u)}, nil
+		}
+	}
 	u, err := s.store.Get(ctx, req.GetId())
 	if err != nil {
 		return nil, errorStatus(err)
@@ -428,9 +435,13 @@ func (s *Service) ResolveCaller(ctx context.Context, c *authn.Claims) (authz.Pri
 	if c.SessionVersion != u.SessionVersion {
 		return authz.Principal{}, fmt.Errorf("%w: token of session version %d, the user's is %d", authz.ErrSessionEnded, c.SessionVersion, u.SessionVersion)
 	}
-	// A human account never acts as the service, whatever its row says.
-	roles := slices.DeleteFunc(slices.Clone(u.Roles), func(r string) bool { return r == identity.RoleService })
-	return authz.Principal{ID: u.ID, Roles: roles}, nil
+	// A human account never acts as the service, whatever its row says
+	// (migration 00002 removed the role; this holds for any row).
+	roles := u.Roles
+	if slices.Contains(roles, identity.RoleService) {
+		roles = slices.DeleteFunc(slices.Clone(roles), func(r string) bool { return r == identity.RoleService })
+	}
+	return authz.Principal{ID: u.ID, Roles: roles, Account: u}, nil
 }
 
 // checkTarget validates the id of the user a call acts on. Whether the

@@ -126,6 +126,11 @@ type Principal struct {
 	Roles []string
 	// Service marks the platform's own service principal.
 	Service bool
+	// Account is what the Resolver read to decide (a user record, say),
+	// for a handler that needs exactly that: a GetUser of oneself can
+	// answer from it instead of reading the same row again. It is as fresh
+	// as the decision.
+	Account any
 }
 
 // HasRole reports whether p holds role now.
