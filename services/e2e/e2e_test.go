@@ -279,6 +279,27 @@ func TestWalkthrough(t *testing.T) {
 	must(t, resp, code, "OK")
 	_, code = call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": again})
 	must(t, nil, code, "Unauthenticated")
+
+	// Only the masked field is written.
+	resp, code = call(t, userAddr, "user.v1.UserService/UpdateUser", access,
+		map[string]any{"id": id, "display_name": "Ada L.", "update_mask": map[string]any{"paths": []string{"display_name"}}})
+	if must(t, resp, code, "OK"); str(resp, "user", "displayName") != "Ada L." || str(resp, "user", "email") != email {
+		t.Fatalf("UpdateUser = %v", resp)
+	}
+	// Changing the password takes the current one and ends every session.
+	resp, code = call(t, userAddr, "user.v1.UserService/ChangePassword", access,
+		map[string]string{"id": id, "current_password": pw, "new_password": pw + " staple"})
+	must(t, resp, code, "OK")
+	_, code = call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": id})
+	must(t, nil, code, "Unauthenticated")
+	// Log in with the new password, then log out everywhere.
+	access, refresh = login(t, email, pw+" staple")
+	resp, code = call(t, authAddr, "auth.v1.AuthService/RevokeAllSessions", access, map[string]string{"user_id": id})
+	must(t, resp, code, "OK")
+	_, code = call(t, authAddr, "auth.v1.AuthService/RefreshToken", "", map[string]string{"refresh_token": refresh})
+	must(t, nil, code, "Unauthenticated")
+	_, code = call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": id})
+	must(t, nil, code, "Unauthenticated")
 }
 
 func TestNonAdminCannotReadAnotherUser(t *testing.T) {
