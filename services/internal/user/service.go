@@ -455,13 +455,15 @@ func checkTarget(id string) error {
 // etag is the User.etag of u: its version, which every change moves on.
 func etag(u User) string { return strconv.FormatInt(u.Version, 10) }
 
-// parseEtag reads an etag from a request; "" means none (0).
+// parseEtag reads an etag from a request; "" means none (0). Only the
+// spelling etag writes is accepted ("+7", "07" or " 7" are not), so an
+// etag is compared as given and one version has one etag.
 func parseEtag(s string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v <= 0 || len(s) > 19 {
+	if err != nil || v <= 0 || strconv.FormatInt(v, 10) != s {
 		return 0, &ValidationError{Violations: []FieldViolation{{"etag", "malformed: pass back the etag of a User as returned"}}}
 	}
 	return v, nil
