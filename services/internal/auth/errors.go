@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 
 	"google.golang.org/grpc/codes"
@@ -52,4 +53,18 @@ func errorStatus(err error) error {
 	default:
 		return rpcerr.Fallback(err)
 	}
+}
+
+// fail answers err through errorStatus, the one mapping, and logs here,
+// once, the cause of what the answer hides: Internal and Unavailable tell
+// the client nothing of why, so the operator must find it in the log.
+func (s *Service) fail(ctx context.Context, err error) error {
+	st := errorStatus(err)
+	switch status.Code(st) {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		s.log.ErrorContext(ctx, "request failed", "error", err)
+	case codes.Unavailable:
+		s.log.WarnContext(ctx, "request failed: a dependency is unavailable", "error", err)
+	}
+	return st
 }

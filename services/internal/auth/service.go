@@ -106,7 +106,7 @@ func (s *Service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	s.metrics.logins.WithLabelValues(result).Inc()
 	if err != nil {
 		s.log.InfoContext(ctx, "login failed", "result", result)
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return resp, nil
 }
@@ -128,8 +128,7 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	case errors.Is(err, ErrBadCredentials):
 		return nil, "bad_credentials", err
 	case err != nil:
-		s.log.WarnContext(ctx, "login: user service", "error", err)
-		return nil, "unavailable", err
+		return nil, "unavailable", err // fail logs why
 	}
 	access, refresh, err := s.startFamily(ctx, acct, now)
 	if err != nil {
@@ -181,7 +180,7 @@ func (s *Service) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequ
 	resp, result, err := s.refresh(ctx, req.GetRefreshToken())
 	s.metrics.refreshes.WithLabelValues(result).Inc()
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return resp, nil
 }
@@ -204,14 +203,16 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 		return nil, "error", err
 	}
 	// Only a token that may still rotate is worth a question to the User
-	// service; reuse and revocation are decided by Rotate alone, so reuse
-	// detection works even while the User service is down.
+	// service; reuse, revocation and expiry are decided by Rotate alone, so
+	// they are answered as such even while the User service is down (an
+	// expired token is not "retry later").
 	var acct Account
-	if current.RotatedAt.IsZero() && fam.RevokedAt.IsZero() {
+	now := s.now().UTC().Truncate(time.Microsecond)
+	if current.RotatedAt.IsZero() && fam.RevokedAt.IsZero() && now.Before(fam.ExpiresAt) && now.Before(current.IdleExpiresAt) {
 		if acct, err = s.currentAccount(ctx, fam); err != nil {
 			if errors.Is(err, ErrUnavailable) {
-				s.log.WarnContext(ctx, "refresh: cannot ask the user service; family kept", "family_id", fam.ID, "error", err)
-				return nil, "unavailable", err
+				// Nothing changed: the client retries with the same token.
+				return nil, "unavailable", fmt.Errorf("refresh of family %s kept: %w", fam.ID, err)
 			}
 			if errors.Is(err, ErrUserNotFound) {
 				return nil, "user_gone", fmt.Errorf("%w: %w", ErrSessionEnded, err)
@@ -227,7 +228,6 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 	if err != nil {
 		return nil, "error", err
 	}
-	now := s.now().UTC().Truncate(time.Microsecond)
 	next := RefreshToken{Hash: hash, IssuedAt: now, IdleExpiresAt: now.Add(s.cfg.RefreshIdle)}
 	rotated, err := s.store.Rotate(ctx, oldHash, next, now, s.cfg.ReuseGrace)
 	switch {
@@ -304,11 +304,11 @@ func (s *Service) endFamilies(ctx context.Context, userID string, belowVersion i
 func (s *Service) RevokeAllSessions(ctx context.Context, req *authv1.RevokeAllSessionsRequest) (*authv1.RevokeAllSessionsResponse, error) {
 	id := req.GetUserId()
 	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return nil, errorStatus(&fieldError{"user_id", "must be a user id (UUID)"})
+		return nil, s.fail(ctx, &fieldError{"user_id", "must be a user id (UUID)"})
 	}
 	version, err := s.users.EndSessions(ctx, id)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	n := s.endFamilies(ctx, id, version, "revoke all sessions")
 	caller, _ := authz.Caller(ctx)
@@ -340,14 +340,14 @@ func (s *Service) ResolveCaller(ctx context.Context, c *authn.Claims) (authz.Pri
 
 func (s *Service) ValidateToken(ctx context.Context, req *authv1.ValidateTokenRequest) (*authv1.ValidateTokenResponse, error) {
 	if req.GetAccessToken() == "" {
-		return nil, errorStatus(&fieldError{"access_token", "required"})
+		return nil, s.fail(ctx, &fieldError{"access_token", "required"})
 	}
 	claims, err := s.verifier.Verify(ctx, req.GetAccessToken())
 	if err != nil {
 		if errors.Is(err, authn.ErrKeysUnavailable) {
-			return nil, errorStatus(fmt.Errorf("%w: %w", ErrUnavailable, err))
+			return nil, s.fail(ctx, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		}
-		return nil, errorStatus(fmt.Errorf("%w: %w", ErrInvalidToken, err))
+		return nil, s.fail(ctx, fmt.Errorf("%w: %w", ErrInvalidToken, err))
 	}
 	return &authv1.ValidateTokenResponse{
 		Subject:    claims.Subject,
@@ -359,13 +359,13 @@ func (s *Service) ValidateToken(ctx context.Context, req *authv1.ValidateTokenRe
 func (s *Service) RevokeToken(ctx context.Context, req *authv1.RevokeTokenRequest) (*authv1.RevokeTokenResponse, error) {
 	tok := req.GetRefreshToken()
 	if tok == "" || len(tok) > maxRefreshTokenLen {
-		return nil, errorStatus(&fieldError{"refresh_token", "required, as returned by Login or RefreshToken"})
+		return nil, s.fail(ctx, &fieldError{"refresh_token", "required, as returned by Login or RefreshToken"})
 	}
 	err := s.store.RevokeFamily(ctx, hashRefreshToken(tok), s.now().UTC())
 	// RFC 7009: an unknown or already revoked token is not an error, so
 	// logout is idempotent and reveals nothing.
 	if err != nil && !errors.Is(err, ErrTokenNotFound) {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return &authv1.RevokeTokenResponse{}, nil
 }

@@ -371,3 +371,21 @@ func TestAuthServicePolicy(t *testing.T) {
 	authztest.CheckPolicy(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), auth.Policy(),
 		authztest.Caller{Ctx: bearer(plain.access), ID: plain.id, Other: other})
 }
+
+// TestExpiredRefreshWhileUserServiceIsDown: a refresh token past its idle
+// timeout is refused as such (Unauthenticated) without asking the User
+// service, so an outage does not turn "log in again" into "retry later".
+func TestExpiredRefreshWhileUserServiceIsDown(t *testing.T) {
+	proxy := faultproxy.New(t, "")
+	p := startPair(t, "USER_SERVICE_ADDR="+proxy.Addr(), "REFRESH_IDLE_TIMEOUT=1s")
+	proxy.SetTarget(p.userAddr)
+	root := p.admin()
+	p.createUser(root, "ada@example.com", "ada password")
+	s := p.login("ada@example.com", "ada password")
+	time.Sleep(1500 * time.Millisecond) // past the idle timeout
+	proxy.SetDown(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: s.refresh})
+	wantCode(t, err, codes.Unauthenticated)
+}

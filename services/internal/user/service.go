@@ -70,11 +70,11 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 	caller, err := authz.Caller(ctx)
 	anonymous := errors.Is(err, authz.ErrAnonymous)
 	if err != nil && !anonymous {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	isAdmin := !anonymous && caller.HasRole(RoleAdmin)
 	if len(req.GetRoles()) > 0 && !isAdmin {
-		return nil, errorStatus(fmt.Errorf("%w: only admin assigns roles", ErrPermissionDenied))
+		return nil, s.fail(ctx, fmt.Errorf("%w: only admin assigns roles", ErrPermissionDenied))
 	}
 	v := &ValidationError{}
 	email := normalizeEmail(v, "email", req.GetEmail())
@@ -82,11 +82,11 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 	checkDisplayName(v, "display_name", req.GetDisplayName())
 	roles := checkRoles(v, "roles", req.GetRoles())
 	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	u, err := s.create(ctx, email, req.GetPassword(), req.GetDisplayName(), roles)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	s.log.InfoContext(ctx, "user created", "user_id", u.ID, "by_admin", isAdmin)
 	return &userv1.CreateUserResponse{User: toProto(u)}, nil
@@ -111,7 +111,7 @@ func (s *Service) create(ctx context.Context, email, password, displayName strin
 
 func (s *Service) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*userv1.GetUserResponse, error) {
 	if err := checkTarget(req.GetId()); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	// Reading oneself, the most common call: the row ResolveCaller read a
 	// moment ago to judge the caller is the answer.
@@ -122,7 +122,7 @@ func (s *Service) GetUser(ctx context.Context, req *userv1.GetUserRequest) (*use
 	}
 	u, err := s.store.Get(ctx, req.GetId())
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return &userv1.GetUserResponse{User: toProto(u)}, nil
 }
@@ -140,13 +140,13 @@ func (s *Service) ListUsers(ctx context.Context, req *userv1.ListUsersRequest) (
 	}
 	after, err := decodePageToken(req.GetPageToken())
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	// One extra row tells whether another page exists, so the last page
 	// never carries a token that leads to an empty page.
 	users, err := s.store.List(ctx, after, size+1)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	resp := &userv1.ListUsersResponse{}
 	if len(users) > size {
@@ -174,11 +174,11 @@ var updatePaths = []string{"email", "display_name", "password", "roles"}
 func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest) (*userv1.UpdateUserResponse, error) {
 	id := req.GetId()
 	if err := checkTarget(id); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	caller, err := authz.Caller(ctx)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	self, isAdmin := caller.ID == id, caller.HasRole(RoleAdmin)
 
@@ -208,22 +208,22 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 		seen[p] = true
 	}
 	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	// Permission before validation: a caller who may not set a field
 	// learns that, not what would be wrong with its value.
 	switch {
 	case seen["roles"] && !isAdmin:
-		return nil, errorStatus(fmt.Errorf("%w: only admin changes roles", ErrPermissionDenied))
+		return nil, s.fail(ctx, fmt.Errorf("%w: only admin changes roles", ErrPermissionDenied))
 	case seen["password"] && self:
-		return nil, errorStatus(fmt.Errorf("%w: change your own password with ChangePassword, which needs the current one", ErrPermissionDenied))
+		return nil, s.fail(ctx, fmt.Errorf("%w: change your own password with ChangePassword, which needs the current one", ErrPermissionDenied))
 	case seen["email"] && self:
-		return nil, errorStatus(fmt.Errorf("%w: your own email is changed by another admin, and your password with ChangePassword", ErrPermissionDenied))
+		return nil, s.fail(ctx, fmt.Errorf("%w: your own email is changed by another admin, and your password with ChangePassword", ErrPermissionDenied))
 	}
 
 	ch := Change{UpdateTime: s.now().UTC().Truncate(time.Microsecond)}
 	if ch.IfVersion, err = parseEtag(req.GetEtag()); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if seen["email"] {
 		email := normalizeEmail(v, "email", req.GetEmail())
@@ -242,18 +242,18 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 		ch.Roles = &roles
 	}
 	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if seen["password"] {
 		hash, err := s.hasher.Hash(ctx, req.GetPassword())
 		if err != nil {
-			return nil, errorStatus(fmt.Errorf("hash password: %w", err))
+			return nil, s.fail(ctx, fmt.Errorf("hash password: %w", err))
 		}
 		ch.PasswordHash, ch.EndSessions = &hash, true
 	}
 	u, err := s.store.Update(ctx, id, ch)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	s.log.InfoContext(ctx, "user updated", "user_id", u.ID, "by", caller.ID, "fields", strings.Join(paths, ","), "sessions_ended", ch.EndSessions)
 	return &userv1.UpdateUserResponse{User: toProto(u)}, nil
@@ -261,14 +261,14 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 
 func (s *Service) DeleteUser(ctx context.Context, req *userv1.DeleteUserRequest) (*userv1.DeleteUserResponse, error) {
 	if err := checkTarget(req.GetId()); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	ifVersion, err := parseEtag(req.GetEtag())
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if err := s.store.Delete(ctx, req.GetId(), ifVersion); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	s.log.InfoContext(ctx, "user deleted", "user_id", req.GetId())
 	return &userv1.DeleteUserResponse{}, nil
@@ -281,7 +281,7 @@ func (s *Service) DeleteUser(ctx context.Context, req *userv1.DeleteUserRequest)
 func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePasswordRequest) (*userv1.ChangePasswordResponse, error) {
 	id := req.GetId()
 	if err := checkTarget(id); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	v := &ValidationError{}
 	if cur := req.GetCurrentPassword(); cur == "" || len(cur) > 4*MaxPasswordLen {
@@ -289,26 +289,26 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	}
 	checkPassword(v, "new_password", req.GetNewPassword())
 	if err := v.orNil(); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if !s.changes.Allow(id, s.now()) {
-		return nil, errorStatus(fmt.Errorf("%w: password changes", ErrRateLimited))
+		return nil, s.fail(ctx, fmt.Errorf("%w: password changes", ErrRateLimited))
 	}
 	u, err := s.store.Get(ctx, id)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	ok, err := s.hasher.Verify(ctx, req.GetCurrentPassword(), u.PasswordHash)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if !ok {
 		s.log.InfoContext(ctx, "password change refused: wrong current password", "user_id", id)
-		return nil, errorStatus(ErrWrongPassword)
+		return nil, s.fail(ctx, ErrWrongPassword)
 	}
 	hash, err := s.hasher.Hash(ctx, req.GetNewPassword())
 	if err != nil {
-		return nil, errorStatus(fmt.Errorf("hash password: %w", err))
+		return nil, s.fail(ctx, fmt.Errorf("hash password: %w", err))
 	}
 	// Conditional on the version the current password was checked
 	// against: an admin's reset in between wins, and this call is Aborted.
@@ -317,7 +317,7 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 		UpdateTime: s.now().UTC().Truncate(time.Microsecond),
 	})
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	s.log.InfoContext(ctx, "password changed; sessions ended", "user_id", id)
 	return &userv1.ChangePasswordResponse{}, nil
@@ -330,21 +330,21 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 func (s *Service) VerifyPassword(ctx context.Context, req *userv1.VerifyPasswordRequest) (*userv1.VerifyPasswordResponse, error) {
 	pw := req.GetPassword()
 	if len(pw) > 4*MaxPasswordLen {
-		return nil, errorStatus(ErrBadCredentials)
+		return nil, s.fail(ctx, ErrBadCredentials)
 	}
 	u, err := s.store.GetByEmail(ctx, identity.CanonicalEmail(req.GetEmail()))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		u = User{}
 	case err != nil:
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	ok, err := s.hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	if !ok || u.ID == "" {
-		return nil, errorStatus(ErrBadCredentials)
+		return nil, s.fail(ctx, ErrBadCredentials)
 	}
 	return &userv1.VerifyPasswordResponse{User: toProto(u), SessionVersion: u.SessionVersion}, nil
 }
@@ -353,11 +353,11 @@ func (s *Service) VerifyPassword(ctx context.Context, req *userv1.VerifyPassword
 // is now: its roles, and whether the session has ended.
 func (s *Service) GetSessionState(ctx context.Context, req *userv1.GetSessionStateRequest) (*userv1.GetSessionStateResponse, error) {
 	if err := checkTarget(req.GetId()); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	u, err := s.store.Get(ctx, req.GetId())
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return &userv1.GetSessionStateResponse{User: toProto(u), SessionVersion: u.SessionVersion}, nil
 }
@@ -366,11 +366,11 @@ func (s *Service) GetSessionState(ctx context.Context, req *userv1.GetSessionSta
 // service's RevokeAllSessions ("log out everywhere").
 func (s *Service) EndSessions(ctx context.Context, req *userv1.EndSessionsRequest) (*userv1.EndSessionsResponse, error) {
 	if err := checkTarget(req.GetId()); err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	v, err := s.store.EndSessions(ctx, req.GetId())
 	if err != nil {
-		return nil, errorStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	s.log.InfoContext(ctx, "sessions ended", "user_id", req.GetId(), "session_version", v)
 	return &userv1.EndSessionsResponse{SessionVersion: v}, nil

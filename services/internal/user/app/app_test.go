@@ -1,16 +1,19 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz/authztest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
@@ -50,7 +54,26 @@ type env struct {
 	signer *authntest.Signer
 	cancel context.CancelFunc
 	done   chan error
-	rootID string // the admin of admin(), once created
+	rootID string     // the admin of admin(), once created
+	logs   *logBuffer // the service's log, at debug level
+}
+
+// logBuffer collects the service's log lines from its goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startApp runs a real User service on loopback TCP with a real SQLite
@@ -64,7 +87,7 @@ func startApp(t *testing.T, environ ...string) *env {
 // startAppWith uses the given argon2id cost; nil means production cost.
 func startAppWith(t *testing.T, params *password.Params, environ ...string) *env {
 	t.Helper()
-	e := &env{t: t, signer: authntest.NewSigner(t), done: make(chan error, 1)}
+	e := &env{t: t, signer: authntest.NewSigner(t), done: make(chan error, 1), logs: &logBuffer{}}
 	e.signer.Issuer, e.signer.Audience = "gatehouse-auth", "gatehouse"
 	keysDir := t.TempDir()
 	der, err := x509.MarshalPKIXPublicKey(e.signer.Key().Public)
@@ -84,7 +107,7 @@ func startAppWith(t *testing.T, params *password.Params, environ ...string) *env
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.app, err = New(context.Background(), cfg, Options{PasswordParams: params})
+	e.app, err = New(context.Background(), cfg, Options{PasswordParams: params, Logger: telemetry.NewLogger(e.logs, slog.LevelDebug, "user")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -548,6 +571,28 @@ func TestSessionsAndTheServiceRole(t *testing.T) {
 	wantCode(t, err, codes.PermissionDenied)
 	_, err = e.client.VerifyPassword(e.as(identity.ServiceSubject), &userv1.VerifyPasswordRequest{Email: "alice@example.com", Password: "correct horse"})
 	wantCode(t, err, codes.PermissionDenied) // the service's subject without its role
+}
+
+// TestInternalErrorsLogTheirCause: a row the store cannot read (roles that
+// are not strings) makes the caller's resolution fail. The client gets a
+// bare Internal, on the eager path (GetUser) and on the lazy one of a
+// public method (CreateUser with a token); the log says why, each time.
+func TestInternalErrorsLogTheirCause(t *testing.T) {
+	e := startApp(t)
+	alice := e.signup("alice@example.com")
+	if _, err := e.app.db.SQL().ExecContext(context.Background(), `UPDATE users SET roles = '[1]' WHERE id = $1`, alice.GetId()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.client.GetUser(e.as(alice.GetId()), &userv1.GetUserRequest{Id: alice.GetId()})
+	wantCode(t, err, codes.Internal)
+	_, err = e.client.CreateUser(e.as(alice.GetId()), &userv1.CreateUserRequest{Email: "new@example.com", Password: "password1"})
+	wantCode(t, err, codes.Internal)
+	if strings.Contains(err.Error(), "roles") {
+		t.Errorf("the client's message names the cause: %v", err)
+	}
+	if n := strings.Count(e.logs.String(), "roles of user "+alice.GetId()); n != 2 {
+		t.Errorf("the cause is logged %d times, want once per call (2):\n%s", n, e.logs.String())
+	}
 }
 
 // TestDeleteWithEtagAndTheLastAdmin: a stale etag deletes nothing; the last

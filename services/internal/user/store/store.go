@@ -177,8 +177,20 @@ func (s *Store) Delete(ctx context.Context, id string, ifVersion int64) error {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
-		return err
+		// Conditional on the version too: on PostgreSQL a change of another
+		// field (which takes no lock) may commit after adminTx read the
+		// version; the DELETE then waits for that row, re-reads it and
+		// deletes nothing.
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1 AND ($2 = 0 OR version = $2)`, id, ifVersion)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return user.ErrStale
+		}
+		return nil
 	})
 }
 

@@ -371,6 +371,60 @@ func TestUpdateAtTheCurrentEtag(t *testing.T) {
 	})
 }
 
+// TestDeleteAtAnEtagRacingAnotherWrite: on PostgreSQL a rename (which takes
+// no lock beyond its row) commits while an etag-conditional Delete waits
+// for that row. The Delete must then see the new version and delete
+// nothing. (SQLite runs write transactions one at a time, so the race
+// cannot happen there.)
+func TestDeleteAtAnEtagRacingAnotherWrite(t *testing.T) {
+	dbtest.Each(t, store.Migrations, func(t *testing.T, db *database.DB) {
+		if db.Dialect() != database.DialectPostgres {
+			t.Skip("SQLite serialises write transactions")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s := store.New(db)
+		u := mustCreate(t, ctx, s, newUser(t, "etag-race@example.com"))
+		tx, err := db.SQL().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback() }()
+		// What a rename does, not yet committed: it holds the row.
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET display_name = 'renamed', version = version + 1 WHERE id = $1`, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Delete(ctx, u.ID, u.Version) }()
+		// Wait until the Delete is blocked on the row lock: it has read
+		// version 1 and now waits for the rename.
+		for {
+			var waiting int
+			if err := db.SQL().QueryRowContext(ctx,
+				`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'DELETE FROM users%'`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if waiting > 0 {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Delete returned %v before the rename committed", err)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; !errors.Is(err, user.ErrStale) {
+			t.Fatalf("Delete at etag %d after a rename to %d = %v, want ErrStale", u.Version, u.Version+1, err)
+		}
+		if got, err := s.Get(ctx, u.ID); err != nil || got.DisplayName != "renamed" {
+			t.Fatalf("user after the refused Delete = %+v, %v", got, err)
+		}
+	})
+}
+
 func TestDelete(t *testing.T) {
 	each(t, func(t *testing.T, ctx context.Context, s user.Store, _ *database.DB) {
 		gone := mustCreate(t, ctx, s, newUser(t, "gone@example.com"))
