@@ -274,8 +274,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := start("auth", "auth", nil, append(common,
 		"GRPC_ADDR="+addr(1), "HTTP_ADDR="+addr(2), "DATABASE_URL=sqlite://"+filepath.Join(work, "auth.db"),
-		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+addr(3),
-		"LOGIN_RATE_PER_EMAIL=0", "LOGIN_RATE_PER_ADDR=0"), addr(1), addr(2)); err != nil {
+		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+addr(3)), addr(1), addr(2)); err != nil {
 		return err
 	}
 	// Three User service processes differ only in their caches. They share
@@ -285,7 +284,9 @@ func run(ctx context.Context, o options) error {
 		return append(append(append([]string{}, common...),
 			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL=sqlite://"+filepath.Join(work, "user.db"),
 			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json",
-			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password"), caches...)
+			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench admin password",
+			// The seeding signs 50 users up from one address.
+			"SIGNUP_RATE_PER_ADDR=0"), caches...)
 	}
 	if err := start("user", "user", nil, userEnv(3, 4), addr(3), addr(4)); err != nil {
 		return err

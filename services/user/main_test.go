@@ -88,7 +88,10 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 		"GRPC_ADDR=" + grpcAddr, "HTTP_ADDR=" + freeAddr(t),
 		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "u.db"),
 		"JWT_SECRET=0123456789abcdef0123456789abcdef",
-		"DRAIN_DELAY=1s", "SHUTDOWN_TIMEOUT=10s", "PASSWORD_HASH_CONCURRENCY=1",
+		"DRAIN_DELAY=1s", "SHUTDOWN_TIMEOUT=10s",
+		// One sign-up hashing slot, no sign-up limit and a long wait for
+		// the slot: the sign-ups below queue up instead of being refused.
+		"SIGNUP_HASH_CONCURRENCY=1", "SIGNUP_RATE_PER_ADDR=0", "PASSWORD_HASH_MAX_WAIT=20s",
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,7 +128,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 		t.Errorf("user healthcheck %s: %v, %s", grpcAddr, err, out)
 	}
 
-	// With one hashing slot, 12 sign-ups (argon2id, ~50ms each) queue up
+	// With one sign-up hashing slot, 12 sign-ups (argon2id, ~50ms each) queue up
 	// and are still in flight well after the signal.
 	client := userv1.NewUserServiceClient(conn)
 	const calls = 12

@@ -20,7 +20,6 @@ var (
 	ErrTokenRevoked     = errors.New("refresh token revoked")
 	ErrTokenReused      = errors.New("refresh token reused; family revoked")
 	ErrTokenJustRotated = errors.New("refresh token was just rotated by a concurrent request")
-	ErrRateLimited      = errors.New("too many login attempts")
 	ErrUnavailable      = errors.New("dependency unavailable")
 	ErrUserNotFound     = errors.New("user not found")
 	ErrSessionEnded     = errors.New("session ended: the user changed credentials or was logged out everywhere")

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
@@ -29,7 +30,10 @@ func errorStatus(err error) error {
 	if st, ok := authz.CallerStatus(err); ok {
 		return st
 	}
-	var ferr *fieldError
+	var (
+		ferr    *fieldError
+		limited *ratelimit.LimitedError
+	)
 	switch {
 	case errors.As(err, &ferr):
 		return rpcerr.BadRequest(ferr.Error(), rpcerr.Violation{Field: ferr.field, Description: ferr.description})
@@ -46,8 +50,8 @@ func errorStatus(err error) error {
 		// Only RevokeAllSessions can get here for a user other than the
 		// caller, and only an admin may name another user.
 		return status.Error(codes.NotFound, "user not found")
-	case errors.Is(err, ErrRateLimited):
-		return status.Error(codes.ResourceExhausted, "too many login attempts; retry later")
+	case errors.As(err, &limited):
+		return rpcerr.ResourceExhausted("too many failed login attempts per "+limited.Limit+"; retry later", limited.RetryAfter)
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, "a dependency is unavailable; retry later")
 	default:

@@ -15,11 +15,11 @@ func newMetrics() *metrics {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_logins_total",
-			Help: "Login attempts by result: success, bad_credentials, rate_limited, invalid, unavailable, error.",
+			Help: "Login attempts by result: success, bad_credentials, rate_limited, invalid, canceled (the caller left or its deadline passed), unavailable, error.",
 		}, []string{"result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_refreshes_total",
-			Help: "RefreshToken calls by result: success, reused, concurrent, revoked, expired, unknown, invalid, session_ended (credentials changed or logged out everywhere since login), user_gone (user deleted), unavailable (User service unreachable; the refresh token is kept), error.",
+			Help: "RefreshToken calls by result: success, reused, concurrent, revoked, expired, unknown, invalid, session_ended (credentials changed or logged out everywhere since login), user_gone (user deleted), unavailable (User service unreachable; the refresh token is kept), canceled (the caller left), error.",
 		}, []string{"result"}),
 		reuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_refresh_token_reuse_total",
@@ -31,10 +31,10 @@ func newMetrics() *metrics {
 		}, []string{"type"}),
 	}
 	// Pre-create the label values so dashboards and alerts see zeros.
-	for _, r := range []string{"success", "bad_credentials", "rate_limited", "invalid", "unavailable", "error"} {
+	for _, r := range []string{"success", "bad_credentials", "rate_limited", "invalid", "canceled", "unavailable", "error"} {
 		m.logins.WithLabelValues(r)
 	}
-	for _, r := range []string{"success", "reused", "concurrent", "revoked", "expired", "unknown", "invalid", "session_ended", "user_gone", "unavailable", "error"} {
+	for _, r := range []string{"success", "reused", "concurrent", "revoked", "expired", "unknown", "invalid", "session_ended", "user_gone", "unavailable", "canceled", "error"} {
 		m.refreshes.WithLabelValues(r)
 	}
 	for _, t := range []string{"access", "refresh"} {

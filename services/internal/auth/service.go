@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -14,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,13 +32,14 @@ const (
 
 // Config holds the token policy.
 type Config struct {
-	Audience          string        // aud of access tokens
-	AccessTTL         time.Duration // JWT_ACCESS_EXPIRY
-	RefreshTTL        time.Duration // JWT_REFRESH_EXPIRY, absolute per login
-	RefreshIdle       time.Duration // REFRESH_IDLE_TIMEOUT, per token
-	ReuseGrace        time.Duration // REFRESH_REUSE_GRACE
-	LoginPerEmail     int           // attempts per minute, 0 = unlimited
-	LoginPerAddr      int           // attempts per minute, 0 = unlimited
+	Audience    string        // aud of access tokens
+	AccessTTL   time.Duration // JWT_ACCESS_EXPIRY
+	RefreshTTL  time.Duration // JWT_REFRESH_EXPIRY, absolute per login
+	RefreshIdle time.Duration // REFRESH_IDLE_TIMEOUT, per token
+	ReuseGrace  time.Duration // REFRESH_REUSE_GRACE
+	// Logins limits failed logins (keys: canonical email, client address);
+	// its Store is set by the caller. A zero value limits nothing.
+	Logins            ratelimit.Attempts
 	Status            func() healthpb.HealthCheckResponse_ServingStatus
 	Logger            *slog.Logger
 	MetricsRegisterer prometheus.Registerer
@@ -55,8 +54,7 @@ type Service struct {
 	verifier *authn.Verifier
 	users    Users
 	store    RefreshStore
-	byEmail  *ratelimit.Keyed
-	byAddr   *ratelimit.Keyed
+	logins   *ratelimit.Attempts
 	metrics  *metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -94,9 +92,7 @@ func NewService(cfg Config, issuer *Issuer, verifier *authn.Verifier, users User
 		cfg.MetricsRegisterer.MustRegister(m.collectors()...)
 	}
 	return &Service{
-		cfg: cfg, issuer: issuer, verifier: verifier, users: users, store: store,
-		byEmail: ratelimit.NewKeyed(cfg.LoginPerEmail, 100_000),
-		byAddr:  ratelimit.NewKeyed(cfg.LoginPerAddr, 100_000),
+		cfg: cfg, issuer: issuer, verifier: verifier, users: users, store: store, logins: &cfg.Logins,
 		metrics: m, log: cfg.Logger, now: time.Now,
 	}
 }
@@ -120,15 +116,30 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		return nil, "invalid", &fieldError{"password", fmt.Sprintf("required, at most %d bytes", maxPasswordLen)}
 	}
 	now := s.now()
-	if !s.byAddr.Allow(clientAddr(ctx), now) || !s.byEmail.Allow(email, now) {
-		return nil, "rate_limited", ErrRateLimited
+	attempt, err := s.logins.Begin(ctx, email, ratelimit.ClientKey(ctx))
+	var limited *ratelimit.LimitedError
+	switch {
+	case errors.As(err, &limited):
+		return nil, "rate_limited", err
+	case err != nil:
+		return nil, "unavailable", fmt.Errorf("%w: login limits: %w", ErrUnavailable, err)
 	}
 	acct, err := s.users.VerifyPassword(ctx, email, req.GetPassword())
 	switch {
 	case errors.Is(err, ErrBadCredentials):
+		attempt.Failed()
 		return nil, "bad_credentials", err
+	case ctx.Err() != nil:
+		// The caller left (cancelled, or its deadline passed): its own
+		// doing, not a failure of ours, and no verdict on the password.
+		attempt.Abandon(ctx)
+		return nil, "canceled", ctx.Err()
 	case err != nil:
+		attempt.Abandon(ctx)
 		return nil, "unavailable", err // fail logs why
+	}
+	if err := attempt.Succeeded(ctx); err != nil {
+		s.log.WarnContext(ctx, "login: remembering the address of a success", "error", err)
 	}
 	access, refresh, err := s.startFamily(ctx, acct, now)
 	if err != nil {
@@ -210,6 +221,9 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 	now := s.now().UTC().Truncate(time.Microsecond)
 	if current.RotatedAt.IsZero() && fam.RevokedAt.IsZero() && now.Before(fam.ExpiresAt) && now.Before(current.IdleExpiresAt) {
 		if acct, err = s.currentAccount(ctx, fam); err != nil {
+			if ctx.Err() != nil {
+				return nil, "canceled", err
+			}
 			if errors.Is(err, ErrUnavailable) {
 				// Nothing changed: the client retries with the same token.
 				return nil, "unavailable", fmt.Errorf("refresh of family %s kept: %w", fam.ID, err)
@@ -399,17 +413,4 @@ func (s *Service) PurgeLoop(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
-}
-
-// clientAddr is the caller's IP, without port, for per-address limits.
-func clientAddr(ctx context.Context) string {
-	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
-		return "unknown"
-	}
-	host, _, err := net.SplitHostPort(p.Addr.String())
-	if err != nil {
-		return p.Addr.String()
-	}
-	return host
 }

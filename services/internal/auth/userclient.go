@@ -80,7 +80,7 @@ func (g *GRPCUsers) VerifyPassword(ctx context.Context, email, password string) 
 		}
 		return Account{}, ErrBadCredentials
 	default:
-		return Account{}, unavailable(err)
+		return Account{}, unavailable(ctx, err)
 	}
 }
 
@@ -96,9 +96,9 @@ func (g *GRPCUsers) SessionState(ctx context.Context, userID string) (Account, e
 		if reason := authn.RejectionReason(err); reason != "" {
 			return Account{}, serviceTokenRefused(reason)
 		}
-		return Account{}, unavailable(err)
+		return Account{}, unavailable(ctx, err)
 	default:
-		return Account{}, unavailable(err)
+		return Account{}, unavailable(ctx, err)
 	}
 }
 
@@ -114,9 +114,9 @@ func (g *GRPCUsers) EndSessions(ctx context.Context, userID string) (int64, erro
 		if reason := authn.RejectionReason(err); reason != "" {
 			return 0, serviceTokenRefused(reason)
 		}
-		return 0, unavailable(err)
+		return 0, unavailable(ctx, err)
 	default:
-		return 0, unavailable(err)
+		return 0, unavailable(ctx, err)
 	}
 }
 
@@ -133,10 +133,16 @@ func serviceTokenRefused(reason string) error {
 	return fmt.Errorf("%w: user service refused the Auth service's token (%s): are its verification keys behind this service's signing keys?", ErrUnavailable, reason)
 }
 
-// unavailable: anything else says "try later". PermissionDenied means our
-// service token is not accepted (keys not yet propagated, wrong audience):
-// a configuration problem the operator must see, and the client may retry.
-func unavailable(err error) error {
+// unavailable: anything else says "try later", unless our own caller has
+// gone, which is its doing: then the context's error, so the call ends as
+// Canceled or DeadlineExceeded and is counted as the client's result.
+// PermissionDenied means our service token is not accepted (keys not yet
+// propagated, wrong audience): a configuration problem the operator must
+// see, and the client may retry.
+func unavailable(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("user service call ended with the caller: %w", ctx.Err())
+	}
 	return fmt.Errorf("%w: user service answered %s: %s", ErrUnavailable, status.Code(err), status.Convert(err).Message())
 }
 

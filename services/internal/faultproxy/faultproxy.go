@@ -19,10 +19,11 @@ type Proxy struct {
 	ln net.Listener
 	wg sync.WaitGroup
 
-	mu     sync.Mutex
-	target string
-	down   bool
-	conns  []net.Conn
+	mu      sync.Mutex
+	target  string
+	down    bool
+	stalled bool
+	conns   []net.Conn
 }
 
 // New listens on a fresh loopback port and forwards to target (which may
@@ -68,6 +69,13 @@ func (p *Proxy) accept() {
 			_ = c.Close()
 			continue
 		}
+		if p.stalled {
+			// Accepted and held: the client waits for an answer that
+			// never comes, until it gives up by itself.
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			continue
+		}
 		var d net.Dialer
 		up, err := d.DialContext(context.Background(), "tcp", p.target)
 		if err != nil {
@@ -80,6 +88,21 @@ func (p *Proxy) accept() {
 		p.mu.Unlock()
 		go func() { defer p.wg.Done(); _, _ = io.Copy(up, c); _ = up.Close() }()
 		go func() { defer p.wg.Done(); _, _ = io.Copy(c, up); _ = c.Close() }()
+	}
+}
+
+// SetStalled(true) closes every open connection and holds new ones open
+// without forwarding a byte, until SetStalled(false): a peer that accepts
+// and never answers.
+func (p *Proxy) SetStalled(stalled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = stalled
+	if stalled {
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+		p.conns = nil
 	}
 }
 

@@ -35,8 +35,10 @@ import (
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
 	authapp "github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/faultproxy"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	userapp "github.com/gatehouse-dev/gatehouse/services/internal/user/app"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
@@ -137,6 +139,9 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 		"JWKS_REFRESH_INTERVAL=1s",
 		"BOOTSTRAP_ADMIN_EMAIL=admin@example.com",
 		"BOOTSTRAP_ADMIN_PASSWORD=admin password",
+		// Tests sign many users up from 127.0.0.1; the sign-up limit has
+		// its own tests.
+		"SIGNUP_RATE_PER_ADDR=0",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -381,7 +386,7 @@ func TestAuthServiceInterceptorInstalled(t *testing.T) {
 }
 
 func TestLoginFailures(t *testing.T) {
-	p := startPair(t, "LOGIN_RATE_PER_EMAIL=3")
+	p := startPair(t)
 	ctx := context.Background()
 	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
 		t.Fatal(err)
@@ -395,16 +400,69 @@ func TestLoginFailures(t *testing.T) {
 	}
 	_, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "", Password: "x"})
 	wantCode(t, err, codes.InvalidArgument)
-	// Third attempt for bo@ is allowed; the fourth is rate-limited, even
-	// with the right password.
-	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
+}
+
+// fromAddr is a client of the Auth service that connects from another
+// loopback address, so the service sees another client.
+func (p *pair) authFrom(t *testing.T, ip string) authv1.AuthServiceClient {
+	t.Helper()
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := grpc.NewClient(p.authConn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) }))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "wrong password"}); err == nil {
-		t.Fatal("wrong password accepted")
+	t.Cleanup(func() { _ = c.Close() })
+	return authv1.NewAuthServiceClient(c)
+}
+
+// TestLoginLimitsCannotLockTheOwnerOut replays the lock-out: wrong guesses
+// from one address stop that address, with a retry delay, and never the
+// owner logging in from another address; successful logins count nothing.
+func TestLoginLimitsCannotLockTheOwnerOut(t *testing.T) {
+	p := startPair(t, "LOGIN_RATE_PER_ACCOUNT_ADDR=3")
+	ctx := context.Background()
+	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
+		t.Fatal(err)
 	}
-	_, err = p.auth.Login(ctx, &authv1.LoginRequest{Email: "BO@example.com", Password: "right password"})
+	attacker, owner := p.authFrom(t, "127.0.0.2"), p.authFrom(t, "127.0.0.3")
+	for i := range 3 {
+		_, err := attacker.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: fmt.Sprintf("guess %d", i)})
+		wantCode(t, err, codes.Unauthenticated)
+	}
+	_, err := attacker.Login(ctx, &authv1.LoginRequest{Email: "BO@example.com", Password: "right password"})
 	wantCode(t, err, codes.ResourceExhausted)
+	if d, ok := rpcerr.RetryDelay(err); !ok || d != 20*time.Second {
+		t.Errorf("RetryInfo = %v, %v; want 20s (3 a minute)", d, ok)
+	}
+	for range 10 {
+		if _, err := owner.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "right password"}); err != nil {
+			t.Fatalf("the owner, from its own address, during the attack: %v", err)
+		}
+	}
+	if got := metricValue(t, p.authApp.Metrics.Registry, "gatehouse_logins_total", "result", "rate_limited"); got != 1 {
+		t.Errorf("logins_total{result=rate_limited} = %v, want 1", got)
+	}
+}
+
+// TestLoginCancelledByTheCallerIsNotAnOutage: a client whose deadline
+// passes while the User service is slow gets DeadlineExceeded, and the
+// login counts as "canceled", not "unavailable", which pages.
+func TestLoginCancelledByTheCallerIsNotAnOutage(t *testing.T) {
+	proxy := faultproxy.New(t, "")
+	p := startPair(t, "USER_SERVICE_ADDR="+proxy.Addr())
+	proxy.SetTarget(p.userAddr)
+	proxy.SetStalled(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "bo@example.com", Password: "right password"})
+	wantCode(t, err, codes.DeadlineExceeded)
+	eventually(t, "the login counted as canceled", func() bool {
+		return metricValue(t, p.authApp.Metrics.Registry, "gatehouse_logins_total", "result", "canceled") == 1
+	})
+	if got := metricValue(t, p.authApp.Metrics.Registry, "gatehouse_logins_total", "result", "unavailable"); got != 0 {
+		t.Errorf("logins_total{result=unavailable} = %v, want 0", got)
+	}
 }
 
 // startAuth starts an Auth service of its own, signing with a fresh key

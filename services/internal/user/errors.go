@@ -3,11 +3,13 @@ package user
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
@@ -17,10 +19,12 @@ type FieldViolation struct {
 	Description string
 }
 
-// ValidationError carries every problem found in a request, so a client
-// fixes them all in one round trip.
+// ValidationError carries the problems found in a request, so a client
+// fixes them in one round trip: the first rpcerr.MaxViolations of them, and
+// how many more there were.
 type ValidationError struct {
 	Violations []FieldViolation
+	Omitted    int // violations found beyond those kept
 }
 
 func (e *ValidationError) Error() string {
@@ -31,7 +35,13 @@ func (e *ValidationError) Error() string {
 }
 
 // add records a violation; checks call it so they can run to completion.
+// Past rpcerr.MaxViolations it only counts, so a hostile request cannot
+// make the answer (or the memory behind it) grow with its size.
 func (e *ValidationError) add(field, desc string) {
+	if len(e.Violations) >= rpcerr.MaxViolations {
+		e.Omitted++
+		return
+	}
 	e.Violations = append(e.Violations, FieldViolation{Field: field, Description: desc})
 }
 
@@ -53,14 +63,17 @@ func errorStatus(err error) error {
 	if st, ok := authz.CallerStatus(err); ok {
 		return st
 	}
-	var verr *ValidationError
+	var (
+		verr    *ValidationError
+		limited *ratelimit.LimitedError
+	)
 	switch {
 	case errors.As(err, &verr):
 		violations := make([]rpcerr.Violation, 0, len(verr.Violations))
 		for _, v := range verr.Violations {
 			violations = append(violations, rpcerr.Violation{Field: v.Field, Description: v.Description})
 		}
-		return rpcerr.BadRequest(verr.Error(), violations...)
+		return rpcerr.BadRequestOmitting(verr.Error(), verr.Omitted, violations...)
 	case errors.Is(err, ErrInvalidPageToken):
 		return badRequest("page_token", "malformed or tampered page token; start again with an empty page_token")
 	case errors.Is(err, ErrNotFound):
@@ -81,10 +94,10 @@ func errorStatus(err error) error {
 		return status.Error(codes.Aborted, "the user changed since its etag was read; read it again and retry")
 	case errors.Is(err, ErrLastAdmin):
 		return status.Error(codes.FailedPrecondition, "the last admin cannot be deleted or lose the admin role; make another admin first")
-	case errors.Is(err, ErrRateLimited):
-		return status.Error(codes.ResourceExhausted, "too many attempts; retry later")
+	case errors.As(err, &limited):
+		return rpcerr.ResourceExhausted("too many attempts per "+limited.Limit+"; retry later", limited.RetryAfter)
 	case errors.Is(err, ErrOverloaded):
-		return status.Error(codes.ResourceExhausted, "server busy hashing passwords; retry with backoff")
+		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", time.Second)
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, "storage unavailable; retry later")
 	default:

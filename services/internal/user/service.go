@@ -29,21 +29,33 @@ import (
 type Service struct {
 	userv1.UnimplementedUserServiceServer
 
-	store       Store
-	hasher      PasswordHasher
-	allowSignup bool
-	changes     *ratelimit.Keyed // ChangePassword attempts per user
-	status      func() healthpb.HealthCheckResponse_ServingStatus
-	log         *slog.Logger
-	now         func() time.Time
+	store        Store
+	hasher       PasswordHasher
+	signupHasher PasswordHasher
+	allowSignup  bool
+	changes      ratelimit.Attempts // failed ChangePassword attempts
+	signups      ratelimit.Rule     // sign-ups per client address
+	limits       ratelimit.Store
+	status       func() healthpb.HealthCheckResponse_ServingStatus
+	log          *slog.Logger
+	now          func() time.Time
 }
 
 // Options configure a Service.
 type Options struct {
 	AllowSignup bool
-	// PasswordChangesPerUser limits ChangePassword attempts per user per
-	// minute, as Login does per email; 0 disables the limit.
-	PasswordChangesPerUser int
+	// SignupHasher hashes the passwords of anonymous sign-ups, with slots
+	// of its own, so a sign-up flood cannot take the hashing that logins
+	// and password changes need; nil shares the main hasher.
+	SignupHasher PasswordHasher
+	// Limits holds the buckets of the two limits below; nil limits
+	// nothing.
+	Limits ratelimit.Store
+	// PasswordChanges limits failed ChangePassword attempts (keys: user
+	// id, client address); its Store is Limits.
+	PasswordChanges ratelimit.Attempts
+	// SignupsPerAddress limits anonymous sign-ups per client address.
+	SignupsPerAddress ratelimit.Rule
 	// Status reports the server's readiness for HealthCheck.
 	Status func() healthpb.HealthCheckResponse_ServingStatus
 	Logger *slog.Logger
@@ -57,11 +69,21 @@ func NewService(store Store, hasher PasswordHasher, o Options) *Service {
 	if o.Status == nil {
 		o.Status = func() healthpb.HealthCheckResponse_ServingStatus { return healthpb.HealthCheckResponse_SERVING }
 	}
-	return &Service{
-		store: store, hasher: hasher, allowSignup: o.AllowSignup,
-		changes: ratelimit.NewKeyed(o.PasswordChangesPerUser, 100_000),
-		status:  o.Status, log: o.Logger, now: time.Now,
+	if o.SignupHasher == nil {
+		o.SignupHasher = hasher
 	}
+	if o.Limits == nil {
+		o.Limits = ratelimit.NewMemory(1)
+		o.PasswordChanges, o.SignupsPerAddress = ratelimit.Attempts{}, ratelimit.Rule{}
+	}
+	o.PasswordChanges.Store, o.PasswordChanges.Scope = o.Limits, "password-change"
+	s := &Service{
+		store: store, hasher: hasher, signupHasher: o.SignupHasher, allowSignup: o.AllowSignup,
+		changes: o.PasswordChanges, signups: o.SignupsPerAddress, limits: o.Limits,
+		status: o.Status, log: o.Logger, now: time.Now,
+	}
+	s.changes.Now = func() time.Time { return s.now() }
+	return s
 }
 
 func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest) (*userv1.CreateUserResponse, error) {
@@ -84,7 +106,21 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 	if err := v.orNil(); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	u, err := s.create(ctx, email, req.GetPassword(), req.GetDisplayName(), roles)
+	hasher := s.hasher
+	if anonymous {
+		// A sign-up: limited per client address, and hashed on its own
+		// budget. Counted before the hash, whatever comes of it, since the
+		// hash is what a flood would make us pay for.
+		ok, retry, err := s.limits.Take(ctx, ratelimit.Key("signup", ratelimit.ClientKey(ctx)), s.signups, s.now())
+		if err != nil {
+			return nil, s.fail(ctx, fmt.Errorf("%w: sign-up limit: %w", ErrUnavailable, err))
+		}
+		if !ok {
+			return nil, s.fail(ctx, &ratelimit.LimitedError{Limit: "client address (sign-ups)", RetryAfter: retry})
+		}
+		hasher = s.signupHasher
+	}
+	u, err := s.create(ctx, hasher, email, req.GetPassword(), req.GetDisplayName(), roles)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -92,8 +128,8 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 	return &userv1.CreateUserResponse{User: toProto(u)}, nil
 }
 
-func (s *Service) create(ctx context.Context, email, password, displayName string, roles []string) (User, error) {
-	hash, err := s.hasher.Hash(ctx, password)
+func (s *Service) create(ctx context.Context, hasher PasswordHasher, email, password, displayName string, roles []string) (User, error) {
+	hash, err := hasher.Hash(ctx, password)
 	if err != nil {
 		return User{}, fmt.Errorf("hash password: %w", err)
 	}
@@ -196,6 +232,11 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 	if len(paths) == 0 {
 		return nil, badRequest("update_mask", "nothing to update: name fields in update_mask or set them")
 	}
+	if len(paths) > len(updatePaths) {
+		// Before looking at any path: each one costs a comparison and,
+		// when wrong, a violation.
+		return nil, badRequest("update_mask", fmt.Sprintf("at most %d paths (%s), got %d", len(updatePaths), strings.Join(updatePaths, ", "), len(paths)))
+	}
 	v := &ValidationError{}
 	seen := map[string]bool{}
 	for _, p := range paths {
@@ -291,20 +332,33 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	if err := v.orNil(); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	if !s.changes.Allow(id, s.now()) {
-		return nil, s.fail(ctx, fmt.Errorf("%w: password changes", ErrRateLimited))
+	// Limited like Login: by (user, address), by address, and by user from
+	// addresses without a recent success; only failures stay counted.
+	attempt, err := s.changes.Begin(ctx, id, ratelimit.ClientKey(ctx))
+	var limited *ratelimit.LimitedError
+	switch {
+	case errors.As(err, &limited):
+		return nil, s.fail(ctx, err)
+	case err != nil:
+		return nil, s.fail(ctx, fmt.Errorf("%w: password change limits: %w", ErrUnavailable, err))
 	}
 	u, err := s.store.Get(ctx, id)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return nil, s.fail(ctx, err)
 	}
 	ok, err := s.hasher.Verify(ctx, req.GetCurrentPassword(), u.PasswordHash)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return nil, s.fail(ctx, err)
 	}
 	if !ok {
+		attempt.Failed()
 		s.log.InfoContext(ctx, "password change refused: wrong current password", "user_id", id)
 		return nil, s.fail(ctx, ErrWrongPassword)
+	}
+	if err := attempt.Succeeded(ctx); err != nil {
+		s.log.WarnContext(ctx, "password change: remembering the address of a success", "error", err)
 	}
 	hash, err := s.hasher.Hash(ctx, req.GetNewPassword())
 	if err != nil {
@@ -403,7 +457,7 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) error
 	case !errors.Is(err, ErrNotFound):
 		return err
 	}
-	u, err := s.create(ctx, email, password, "Administrator", []string{RoleAdmin})
+	u, err := s.create(ctx, s.hasher, email, password, "Administrator", []string{RoleAdmin})
 	if errors.Is(err, ErrEmailTaken) {
 		return nil // another replica created it first
 	}

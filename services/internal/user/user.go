@@ -73,7 +73,6 @@ var (
 	ErrOverloaded       = errors.New("too many concurrent password operations")
 	ErrStale            = errors.New("user changed since the etag was read")
 	ErrLastAdmin        = errors.New("the last admin cannot be removed")
-	ErrRateLimited      = errors.New("too many attempts")
 	ErrWrongPassword    = errors.New("current password does not match")
 )
 

@@ -68,11 +68,20 @@ func checkDisplayName(v *ValidationError, field, name string) {
 	}
 }
 
+// MaxRoles is the most roles a request may list: every role name there is
+// (assignable or not). Longer lists are refused before any item is looked
+// at, so their cost does not grow with their length.
+const MaxRoles = 2
+
 // checkRoles validates roles an admin assigns and returns them without
 // duplicates. Only identity.AssignableRoles pass: "service" is the Auth
 // service's own identity (it unlocks VerifyPassword) and no account can be
 // given it.
 func checkRoles(v *ValidationError, field string, roles []string) []string {
+	if len(roles) > MaxRoles {
+		v.add(field, fmt.Sprintf("at most %d roles, got %d", MaxRoles, len(roles)))
+		return nil
+	}
 	seen := map[string]bool{}
 	out := make([]string, 0, len(roles))
 	assignable := identity.AssignableRoles()

@@ -25,6 +25,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
@@ -54,6 +55,7 @@ type App struct {
 	userConn *grpc.ClientConn
 	tracing  *telemetry.Tracing
 	closers  []io.Closer
+	limits   ratelimit.Store
 }
 
 // New opens the database, loads the signing keys, connects (lazily) to the
@@ -105,15 +107,28 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		userConn = a.userConn
 	}
 
+	// Login limits in memory for the one replica SQLite allows; in the
+	// shared database with PostgreSQL, so replicas enforce one limit.
+	limits, err := ratelimit.ForDatabase(ctx, a.db, cfg.RateLimitKeys)
+	if err != nil {
+		return nil, err
+	}
+	a.limits = limits
 	a.Metrics = telemetry.NewMetrics()
 	a.Service = auth.NewService(auth.Config{
-		Audience:      cfg.JWTAudience,
-		AccessTTL:     cfg.AccessExpiry.Duration(),
-		RefreshTTL:    cfg.RefreshExpiry,
-		RefreshIdle:   cfg.RefreshIdleTimeout,
-		ReuseGrace:    cfg.RefreshReuseGrace,
-		LoginPerEmail: cfg.LoginRatePerEmail,
-		LoginPerAddr:  cfg.LoginRatePerAddr,
+		Audience:    cfg.JWTAudience,
+		AccessTTL:   cfg.AccessExpiry.Duration(),
+		RefreshTTL:  cfg.RefreshExpiry,
+		RefreshIdle: cfg.RefreshIdleTimeout,
+		ReuseGrace:  cfg.RefreshReuseGrace,
+		Logins: ratelimit.Attempts{
+			Store:      limits,
+			Scope:      "login",
+			PerPair:    ratelimit.PerMinute(cfg.LoginRatePerAccountAddr),
+			PerAddress: ratelimit.PerMinute(cfg.LoginRatePerAddr),
+			PerAccount: ratelimit.PerMinute(cfg.LoginRatePerAccount),
+			Trust:      cfg.LoginTrust,
+		},
 		Status: func() healthpb.HealthCheckResponse_ServingStatus {
 			return a.Server.Status(authv1.AuthService_ServiceDesc.ServiceName)
 		},
@@ -223,6 +238,7 @@ func (a *App) serve(ctx context.Context, serve func(context.Context) error) erro
 		defer wg.Done()
 		a.Service.PurgeLoop(purgeCtx, a.cfg.RefreshPurgeEvery)
 	}()
+	wg.Go(func() { ratelimit.PurgeLoop(purgeCtx, a.limits, a.cfg.RefreshPurgeEvery, a.log) })
 	err := serve(ctx)
 	stopPurge()
 	wg.Wait()

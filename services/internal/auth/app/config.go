@@ -44,8 +44,20 @@ type Config struct {
 	UserServiceAudience string        `env:"USER_SERVICE_AUDIENCE" envDefault:"gatehouse"`
 	ServiceTokenTTL     time.Duration `env:"SERVICE_TOKEN_TTL" envDefault:"5m"`
 
-	LoginRatePerEmail int `env:"LOGIN_RATE_PER_EMAIL" envDefault:"10"`
-	LoginRatePerAddr  int `env:"LOGIN_RATE_PER_ADDR" envDefault:"100"`
+	// Failed logins per minute (a burst of that many, refilled over a
+	// minute), by key; successful logins are not counted. 0 disables a
+	// rule. See ratelimit.Attempts.
+	LoginRatePerAccountAddr int           `env:"LOGIN_RATE_PER_ACCOUNT_ADDR" envDefault:"10"`
+	LoginRatePerAddr        int           `env:"LOGIN_RATE_PER_ADDR" envDefault:"100"`
+	LoginRatePerAccount     int           `env:"LOGIN_RATE_PER_ACCOUNT" envDefault:"50"`
+	LoginTrust              time.Duration `env:"LOGIN_TRUST" envDefault:"720h"`
+	// LegacyLoginRatePerEmail is the old name of LOGIN_RATE_PER_ACCOUNT_ADDR,
+	// whose meaning changed (per email and address now): refused at start
+	// so an upgrade does not silently keep the old limit's number.
+	LegacyLoginRatePerEmail string `env:"LOGIN_RATE_PER_EMAIL"`
+	// RateLimitKeys bounds the in-memory buckets (SQLite mode); with
+	// PostgreSQL the buckets live in the database, shared by replicas.
+	RateLimitKeys int `env:"RATE_LIMIT_KEYS" envDefault:"100000"`
 }
 
 // LoadConfig reads the environment with the Auth service's defaults.
@@ -95,8 +107,14 @@ func (c *Config) Validate() error {
 	if c.AccessExpiry.Duration() >= c.RefreshExpiry {
 		errs = append(errs, fmt.Errorf("JWT_ACCESS_EXPIRY (%s) must be shorter than JWT_REFRESH_EXPIRY (%s)", c.AccessExpiry, c.RefreshExpiry))
 	}
-	if c.LoginRatePerEmail < 0 || c.LoginRatePerAddr < 0 {
-		errs = append(errs, errors.New("LOGIN_RATE_PER_EMAIL and LOGIN_RATE_PER_ADDR must not be negative (0 disables)"))
+	if c.LoginRatePerAccountAddr < 0 || c.LoginRatePerAddr < 0 || c.LoginRatePerAccount < 0 || c.LoginTrust < 0 {
+		errs = append(errs, errors.New("LOGIN_RATE_PER_ACCOUNT_ADDR, LOGIN_RATE_PER_ADDR, LOGIN_RATE_PER_ACCOUNT and LOGIN_TRUST must not be negative (0 disables)"))
+	}
+	if c.LegacyLoginRatePerEmail != "" {
+		errs = append(errs, errors.New("LOGIN_RATE_PER_EMAIL was replaced by LOGIN_RATE_PER_ACCOUNT_ADDR (failed logins per minute per email and client address) and LOGIN_RATE_PER_ACCOUNT (per email, from addresses without a recent success); unset it"))
+	}
+	if c.RateLimitKeys < 1 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_KEYS must be positive, got %d", c.RateLimitKeys))
 	}
 	if c.UserServiceAddr == "" {
 		errs = append(errs, errors.New("USER_SERVICE_ADDR must not be empty"))

@@ -1,79 +1,254 @@
-// Package ratelimit holds per-key token buckets (an email, a client
-// address, a user id) for the services' attempt limits.
+// Package ratelimit counts attempts in token buckets (logins, password
+// changes, sign-ups) keyed by whatever the caller names: an account, a
+// client address, or both.
+//
+// Two rules shape it, because a limit is something an attacker can aim:
+//
+//   - A full limiter never refuses a key for being new. The in-memory
+//     store is a fixed-size LRU: a flood of distinct keys evicts the
+//     stalest buckets, in O(1), instead of locking every newcomer out (the
+//     worst an eviction does is forget a bucket, giving its key a fresh
+//     burst).
+//   - Buckets can be shared by replicas: NewSQL keeps them in a PostgreSQL
+//     table, updated in one atomic statement per attempt, so two replicas
+//     behind one Service hold one limit, not two.
+//
+// Callers choose what an attempt costs: Take before the work, and Refund
+// when it went well, so only failures are counted (a user who logs in
+// successfully all day is never limited), while a burst of concurrent
+// guesses cannot all slip in before the first failure is recorded.
 package ratelimit
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"google.golang.org/grpc/peer"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 )
 
-// Keyed holds one token bucket per key (an email, a client
-// address), forgetting keys idle for longer than a full refill so memory
-// stays bounded under a spray of distinct keys.
-type Keyed struct {
-	limit   rate.Limit
-	burst   int
-	maxKeys int
-
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	sweep   time.Time
+// Rule is a token bucket: up to Burst attempts at once, then one more
+// every Every. The zero Rule (Burst 0) limits nothing.
+type Rule struct {
+	Burst int
+	Every time.Duration
 }
 
+// PerMinute allows n attempts at once and n per minute; n <= 0 disables.
+func PerMinute(n int) Rule {
+	if n <= 0 {
+		return Rule{}
+	}
+	return Rule{Burst: n, Every: time.Minute / time.Duration(n)}
+}
+
+// Off reports whether the rule limits nothing.
+func (r Rule) Off() bool { return r.Burst <= 0 || r.Every <= 0 }
+
+// Store keeps buckets and marks. Implementations are safe for concurrent
+// use.
+type Store interface {
+	// Take takes one token from key's bucket at now. When there is none it
+	// takes nothing and says how long until there is.
+	Take(ctx context.Context, key string, r Rule, now time.Time) (ok bool, retryAfter time.Duration, err error)
+	// Refund puts back a token taken for an attempt that turned out fine.
+	Refund(ctx context.Context, key string, r Rule, now time.Time) error
+	// Mark remembers key until the given time (a pair that succeeded, say).
+	Mark(ctx context.Context, key string, until time.Time) error
+	// Marked reports whether key is remembered at now.
+	Marked(ctx context.Context, key string, now time.Time) (bool, error)
+	// Purge forgets buckets that have been full for a while and expired
+	// marks: ones untouched since before.
+	Purge(ctx context.Context, before time.Time) error
+}
+
+// bucket is a token count as of a time.
 type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
+	tokens  float64
+	updated time.Time
 }
 
-// NewKeyed allows perMinute events per key per minute (burst of the same
-// size), holding at most maxKeys keys; perMinute <= 0 disables limiting (a
-// nil *Keyed, which allows everything).
-func NewKeyed(perMinute, maxKeys int) *Keyed {
-	if perMinute <= 0 {
+// level returns the tokens in b at now under r.
+func (b bucket) level(r Rule, now time.Time) float64 {
+	elapsed := max(now.Sub(b.updated), 0)
+	return math.Min(float64(r.Burst), b.tokens+float64(elapsed)/float64(r.Every))
+}
+
+// wait is how long until a bucket at level has a whole token.
+func wait(level float64, r Rule) time.Duration {
+	return time.Duration(math.Ceil((1 - level) * float64(r.Every)))
+}
+
+// Memory is a Store in this process: for one replica (SQLite), or where
+// a per-replica limit is enough.
+type Memory struct {
+	mu      sync.Mutex
+	buckets *simplelru.LRU[string, bucket]    // under mu
+	marks   *simplelru.LRU[string, time.Time] // under mu
+}
+
+// NewMemory returns a Store holding at most maxKeys buckets and as many
+// marks; the least recently used go first when it is full.
+func NewMemory(maxKeys int) *Memory {
+	maxKeys = max(maxKeys, 1)
+	b, _ := simplelru.NewLRU[string, bucket](maxKeys, nil)    // errors only for size <= 0
+	m, _ := simplelru.NewLRU[string, time.Time](maxKeys, nil) // idem
+	return &Memory{buckets: b, marks: m}
+}
+
+// Take implements Store.
+func (s *Memory) Take(_ context.Context, key string, r Rule, now time.Time) (bool, time.Duration, error) {
+	if r.Off() {
+		return true, 0, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.buckets.Get(key)
+	level := float64(r.Burst)
+	if ok {
+		level = b.level(r, now)
+	}
+	if level < 1 {
+		return false, wait(level, r), nil
+	}
+	s.buckets.Add(key, bucket{tokens: level - 1, updated: now})
+	return true, 0, nil
+}
+
+// Refund implements Store.
+func (s *Memory) Refund(_ context.Context, key string, r Rule, now time.Time) error {
+	if r.Off() {
 		return nil
 	}
-	return &Keyed{
-		limit:   rate.Every(time.Minute / time.Duration(perMinute)),
-		burst:   perMinute,
-		maxKeys: maxKeys,
-		buckets: map[string]*bucket{},
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.buckets.Peek(key); ok {
+		s.buckets.Add(key, bucket{tokens: math.Min(float64(r.Burst), b.level(r, now)+1), updated: now})
 	}
+	return nil
 }
 
-// Allow reports whether key may act now. A nil limiter allows everything.
-func (l *Keyed) Allow(key string, now time.Time) bool {
-	if l == nil {
-		return true
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Sub(l.sweep) > time.Minute || len(l.buckets) >= l.maxKeys {
-		l.evictIdle(now)
-	}
-	b, ok := l.buckets[key]
-	if !ok {
-		if len(l.buckets) >= l.maxKeys {
-			// Still full after eviction: a flood of distinct keys. Refuse
-			// rather than grow without bound.
-			return false
-		}
-		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.buckets[key] = b
-	}
-	b.seen = now
-	return b.lim.AllowN(now, 1)
+// Mark implements Store.
+func (s *Memory) Mark(_ context.Context, key string, until time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.marks.Add(key, until)
+	return nil
 }
 
-// evictIdle drops buckets that have refilled completely; they carry no
-// information a fresh bucket would not.
-func (l *Keyed) evictIdle(now time.Time) {
-	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
-	for k, b := range l.buckets {
-		if now.Sub(b.seen) > full {
-			delete(l.buckets, k)
+// Marked implements Store.
+func (s *Memory) Marked(_ context.Context, key string, now time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	until, ok := s.marks.Get(key)
+	return ok && now.Before(until), nil
+}
+
+// Purge implements Store. The LRU bounds memory anyway; purging keeps
+// eviction for floods.
+func (s *Memory) Purge(_ context.Context, before time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.buckets.Keys() {
+		if b, ok := s.buckets.Peek(k); ok && b.updated.Before(before) {
+			s.buckets.Remove(k)
 		}
 	}
-	l.sweep = now
+	for _, k := range s.marks.Keys() {
+		if until, ok := s.marks.Peek(k); ok && until.Before(before) {
+			s.marks.Remove(k)
+		}
+	}
+	return nil
+}
+
+// Len reports how many buckets are held (tests, metrics).
+func (s *Memory) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buckets.Len()
+}
+
+// ForDatabase is the Store a service should use next to db: in memory
+// (at most maxKeys buckets) with SQLite, which one replica writes; in the
+// database with PostgreSQL, so every replica shares the same buckets.
+func ForDatabase(ctx context.Context, db *database.DB, maxKeys int) (Store, error) {
+	if db.Dialect() == database.DialectPostgres {
+		return NewSQL(ctx, db)
+	}
+	return NewMemory(maxKeys), nil
+}
+
+// ClientKey is the rate-limit key of the caller's network address: the
+// IPv4 address, or the /64 of an IPv6 one, since a single host commonly
+// holds a whole /64 and could otherwise rotate through 2^64 keys.
+// "unknown" when there is no peer (in-process calls).
+func ClientKey(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	return AddrKey(p.Addr)
+}
+
+// AddrKey is ClientKey for a net.Addr.
+func AddrKey(a net.Addr) string {
+	s := a.String()
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ipKey(ap.Addr())
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ipKey(ip)
+	}
+	return s
+}
+
+func ipKey(ip netip.Addr) string {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, err := ip.WithZone("").Prefix(64)
+	if err != nil {
+		return ip.String()
+	}
+	return p.String()
+}
+
+// Key joins parts into one bucket key; parts never contain the separator
+// in a way that makes two different lists collide, because each is
+// length-prefixed.
+func Key(parts ...string) string {
+	var k string
+	for _, p := range parts {
+		k += fmt.Sprintf("%d:%s|", len(p), p)
+	}
+	return k
+}
+
+// PurgeLoop purges s every interval until ctx ends, forgetting buckets
+// idle for longer than an hour (every PerMinute rule has refilled by then)
+// and expired marks. The in-memory store needs it least (its size is
+// bounded anyway); the PostgreSQL one needs it to stay small.
+func PurgeLoop(ctx context.Context, s Store, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := s.Purge(ctx, now.Add(-time.Hour)); err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "purging rate-limit buckets", "error", err)
+			}
+		}
+	}
 }

@@ -8,10 +8,13 @@ package rpcerr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Violation is one bad request field and why it is bad.
@@ -20,18 +23,65 @@ type Violation struct {
 	Description string
 }
 
-// BadRequest is InvalidArgument with msg and every violation as a
+// MaxViolations is the most field violations one error carries. A request
+// with a million bad items must not buy a million-line answer: the status
+// travels in a trailer, where megabytes break HTTP/2 header compression
+// and with it every call multiplexed on the connection.
+const MaxViolations = 5
+
+// BadRequest is InvalidArgument with msg and the violations as a
 // BadRequest detail, so a client (and grpcurl) can point at each field.
+// Beyond MaxViolations, the rest is summed up in one last violation ("and
+// N more"); omitted counts violations the caller already left out.
 func BadRequest(msg string, violations ...Violation) error {
+	return BadRequestOmitting(msg, 0, violations...)
+}
+
+// BadRequestOmitting is BadRequest for a caller that stopped collecting
+// violations after some: omitted more were found and not kept.
+func BadRequestOmitting(msg string, omitted int, violations ...Violation) error {
+	if len(violations) > MaxViolations {
+		omitted += len(violations) - MaxViolations
+		violations = violations[:MaxViolations]
+	}
 	st := status.New(codes.InvalidArgument, msg)
 	br := &errdetails.BadRequest{}
 	for _, v := range violations {
 		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
 	}
+	if omitted > 0 {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+			Description: fmt.Sprintf("and %d more violations", omitted),
+		})
+	}
 	if withDetails, err := st.WithDetails(br); err == nil {
 		st = withDetails
 	}
 	return st.Err()
+}
+
+// ResourceExhausted is ResourceExhausted with msg and a
+// google.rpc.RetryInfo saying when to try again, so a client backs off by
+// the server's measure instead of guessing (grpcurl prints it).
+func ResourceExhausted(msg string, retryAfter time.Duration) error {
+	st := status.New(codes.ResourceExhausted, msg)
+	if retryAfter < time.Second {
+		retryAfter = time.Second
+	}
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter.Round(time.Second))}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// RetryDelay returns the RetryInfo delay of err, and false if it has none.
+func RetryDelay(err error) (time.Duration, bool) {
+	for _, d := range status.Convert(err).Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 // Fallback maps an error that matched no domain sentinel: the caller's

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,6 +32,46 @@ func TestBadRequest(t *testing.T) {
 	}
 	if fmt.Sprint(fields) != "[email: required password: too short]" {
 		t.Errorf("violations = %v", fields)
+	}
+}
+
+// TestBadRequestIsBounded: however many violations a caller passes, the
+// answer carries MaxViolations and one summary, and stays small.
+func TestBadRequestIsBounded(t *testing.T) {
+	many := make([]Violation, 100000)
+	for i := range many {
+		many[i] = Violation{"roles", `unknown role "x"; assignable roles: admin`}
+	}
+	err := BadRequestOmitting("invalid roles", 7, many...)
+	st := status.Convert(err)
+	var got []string
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				got = append(got, v.GetDescription())
+			}
+		}
+	}
+	if len(got) != MaxViolations+1 || got[MaxViolations] != "and 100002 more violations" {
+		t.Fatalf("violations = %d, last %q", len(got), got[len(got)-1])
+	}
+	if size := proto.Size(st.Proto()); size > 1024 {
+		t.Errorf("status of 100000 violations is %d bytes", size)
+	}
+}
+
+func TestResourceExhaustedSaysWhenToRetry(t *testing.T) {
+	for in, want := range map[time.Duration]time.Duration{0: time.Second, 1500 * time.Millisecond: 2 * time.Second, time.Minute: time.Minute} {
+		err := ResourceExhausted("too many attempts", in)
+		if status.Code(err) != codes.ResourceExhausted {
+			t.Fatalf("code = %v", status.Code(err))
+		}
+		if got, ok := RetryDelay(err); !ok || got != want {
+			t.Errorf("RetryDelay(%v) = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	if _, ok := RetryDelay(errors.New("plain")); ok {
+		t.Error("RetryDelay of a plain error")
 	}
 }
 

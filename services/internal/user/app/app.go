@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
@@ -42,10 +45,12 @@ type Options struct {
 type App struct {
 	Server  *server.Server
 	Service *user.Service
+	Metrics *telemetry.Metrics
 	log     *slog.Logger
 	db      *database.DB
 	keys    authn.KeySet
 	tracing *telemetry.Tracing
+	limits  ratelimit.Store
 }
 
 // New opens the database (running migrations), loads the key source,
@@ -80,8 +85,20 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if o.PasswordParams != nil {
 		params = *o.PasswordParams
 	}
-	hasher, err := password.New(params, cfg.PasswordHashConcurrency)
+	// Two hashing budgets: logins and password changes, and anonymous
+	// sign-ups, so a sign-up flood cannot starve logins. Memory for
+	// hashing is bounded by (both concurrencies) x argon2id's memory.
+	hasher, err := password.New(params, cfg.PasswordHashConcurrency, password.WithMaxWait(cfg.PasswordHashMaxWait))
 	if err != nil {
+		return nil, err
+	}
+	signupHasher, err := password.New(params, cfg.SignupHashConcurrency, password.WithMaxWait(cfg.PasswordHashMaxWait))
+	if err != nil {
+		return nil, err
+	}
+	// In memory for the one replica SQLite allows; in the shared
+	// database with PostgreSQL, so replicas enforce one limit.
+	if a.limits, err = ratelimit.ForDatabase(ctx, a.db, cfg.RateLimitKeys); err != nil {
 		return nil, err
 	}
 	var users user.Store = store.New(a.db)
@@ -90,8 +107,16 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		users = store.NewCached(users, cfg.UserCacheSize)
 	}
 	a.Service = user.NewService(users, hasher, user.Options{
-		AllowSignup:            cfg.AllowSignup,
-		PasswordChangesPerUser: cfg.PasswordChangeRatePerUser,
+		AllowSignup:  cfg.AllowSignup,
+		SignupHasher: signupHasher,
+		Limits:       a.limits,
+		PasswordChanges: ratelimit.Attempts{
+			PerPair:    ratelimit.PerMinute(cfg.PasswordChangeRate),
+			PerAccount: ratelimit.PerMinute(3 * cfg.PasswordChangeRate),
+			PerAddress: ratelimit.PerMinute(10 * cfg.PasswordChangeRate),
+			Trust:      30 * 24 * time.Hour,
+		},
+		SignupsPerAddress: ratelimit.PerMinute(cfg.SignupRatePerAddr),
 		Status: func() healthpb.HealthCheckResponse_ServingStatus {
 			return a.Server.Status(userv1.UserService_ServiceDesc.ServiceName)
 		},
@@ -113,10 +138,11 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		return nil, err
 	}
 
-	metrics := telemetry.NewMetrics()
+	a.Metrics = telemetry.NewMetrics()
+	a.Metrics.MustRegister(hashingMetrics(map[string]*password.Hasher{"main": hasher, "signup": signupHasher})...)
 	a.Server = server.New(cfg.Server, server.Options{
 		Logger:  a.log,
-		Metrics: metrics,
+		Metrics: a.Metrics,
 		Tracer:  a.tracing.Provider,
 		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
 		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
@@ -145,6 +171,41 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	return a, nil
 }
 
+// hashingMetrics exports what password hashing costs, per budget: the
+// argon2id computations run (what a flood makes the service pay) and the
+// slots in use (how close the budget is to making callers wait).
+func hashingMetrics(budgets map[string]*password.Hasher) []prometheus.Collector {
+	computations := prometheus.NewDesc("gatehouse_password_hashes_total",
+		"argon2id computations run, by budget (main: logins and password changes; signup: anonymous sign-ups) and op (hash, verify).",
+		[]string{"budget", "op"}, nil)
+	inUse := prometheus.NewDesc("gatehouse_password_hash_slots",
+		"argon2id computations running now and the most that may, by budget.", []string{"budget", "state"}, nil)
+	return []prometheus.Collector{collectorFunc{[]*prometheus.Desc{computations, inUse}, func(ch chan<- prometheus.Metric) {
+		for budget, h := range budgets {
+			hashes, verifies := h.Computations()
+			ch <- prometheus.MustNewConstMetric(computations, prometheus.CounterValue, float64(hashes), budget, "hash")
+			ch <- prometheus.MustNewConstMetric(computations, prometheus.CounterValue, float64(verifies), budget, "verify")
+			capacity, used := h.Slots()
+			ch <- prometheus.MustNewConstMetric(inUse, prometheus.GaugeValue, float64(used), budget, "in_use")
+			ch <- prometheus.MustNewConstMetric(inUse, prometheus.GaugeValue, float64(capacity), budget, "capacity")
+		}
+	}}}
+}
+
+// collectorFunc is a prometheus.Collector reading its values when scraped.
+type collectorFunc struct {
+	descs   []*prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
 // releaseStartupMemory hands back to the OS what start-up used once
 // (migrations, the argon2id dummy and bootstrap hashes, ~19 MiB each),
 // instead of waiting for the background scavenger, so an idle replica's
@@ -154,7 +215,18 @@ func releaseStartupMemory() { debug.FreeOSMemory() }
 // Serve serves on the given listeners until ctx ends, shuts down
 // gracefully, flushes traces and closes the database.
 func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
-	err := a.Server.Serve(ctx, gl, hl)
+	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, gl, hl) })
+}
+
+// serve runs serve with the rate-limit purge beside it, then releases
+// everything.
+func (a *App) serve(ctx context.Context, serve func(context.Context) error) error {
+	purgeCtx, stopPurge := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { ratelimit.PurgeLoop(purgeCtx, a.limits, 10*time.Minute, a.log) })
+	err := serve(ctx)
+	stopPurge()
+	wg.Wait()
 	a.close()
 	return err
 }
@@ -175,9 +247,7 @@ func (a *App) ForceStop() { a.Server.ForceStop() }
 
 // Run listens on the configured addresses and serves until ctx ends.
 func (a *App) Run(ctx context.Context) error {
-	err := a.Server.Run(ctx)
-	a.close()
-	return err
+	return a.serve(ctx, a.Server.Run)
 }
 
 func (a *App) close() {

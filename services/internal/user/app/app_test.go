@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz/authztest"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
@@ -102,6 +103,9 @@ func startAppWith(t *testing.T, params *password.Params, environ ...string) *env
 		"JWT_PUBLIC_KEYS_DIR=" + keysDir,
 		"DRAIN_DELAY=0s",
 		"READINESS_INTERVAL=100ms",
+		// Tests sign many users up from 127.0.0.1; TestSignupLimit turns
+		// the limit back on.
+		"SIGNUP_RATE_PER_ADDR=0",
 	}
 	cfg, err := LoadConfig(append(base, environ...))
 	if err != nil {
@@ -487,10 +491,11 @@ func TestUpdateUser(t *testing.T) {
 }
 
 // TestChangePassword: a user changes its own password only with the
-// current one; a wrong one changes nothing; attempts are limited per user;
-// success ends every session, the caller's included.
+// current one; a wrong one changes nothing; failed attempts are limited per
+// user and address (with a retry delay); success ends every session, the
+// caller's included.
 func TestChangePassword(t *testing.T) {
-	e := startApp(t, "PASSWORD_CHANGE_RATE_PER_USER=4")
+	e := startApp(t, "PASSWORD_CHANGE_RATE=2")
 	alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
 	self := e.as(alice.GetId())
 	tests := []struct {
@@ -526,18 +531,35 @@ func TestChangePassword(t *testing.T) {
 	if _, err := e.client.GetUser(fresh, &userv1.GetUserRequest{Id: alice.GetId()}); err != nil {
 		t.Fatalf("a token at the new session version: %v", err)
 	}
-	// The limit: four attempts a minute per user (two used above, by
-	// alice's calls that reached the check), then ResourceExhausted even
-	// with the right password.
-	for i := range 2 {
-		_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "guess " + fmt.Sprint(i), NewPassword: "yet another one"})
-		wantCode(t, err, codes.InvalidArgument)
-	}
-	_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a new password", NewPassword: "yet another one"})
+	// The limit counts failures only: two a minute per user and address
+	// (one used above; the success was given back), then ResourceExhausted
+	// with a retry delay, even with the right password.
+	_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a guess", NewPassword: "yet another one"})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a new password", NewPassword: "yet another one"})
 	wantCode(t, err, codes.ResourceExhausted)
+	if d, ok := rpcerr.RetryDelay(err); !ok || d <= 0 || d > time.Minute {
+		t.Errorf("ResourceExhausted without a sensible RetryInfo: %v, %v", d, ok)
+	}
 	// Bob's budget is his own.
 	if _, err := e.client.ChangePassword(e.as(bob.GetId()), &userv1.ChangePasswordRequest{Id: bob.GetId(), CurrentPassword: "correct horse", NewPassword: "bob's new one"}); err != nil {
 		t.Fatalf("bob: %v", err)
+	}
+}
+
+// TestSignupLimit: anonymous sign-ups are limited per client address,
+// with a retry delay; an admin creating users is not.
+func TestSignupLimit(t *testing.T) {
+	e := startApp(t, "SIGNUP_RATE_PER_ADDR=2")
+	e.signup("one@example.com")
+	e.signup("two@example.com")
+	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "three@example.com", Password: "password1"})
+	wantCode(t, err, codes.ResourceExhausted)
+	if d, ok := rpcerr.RetryDelay(err); !ok || d != 30*time.Second {
+		t.Errorf("RetryInfo = %v, %v; want 30s (two a minute)", d, ok)
+	}
+	if _, err := e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "by-admin@example.com", Password: "password1"}); err != nil {
+		t.Fatalf("admin create during the sign-up limit: %v", err)
 	}
 }
 

@@ -33,10 +33,24 @@ type Config struct {
 	BootstrapAdminPassword     config.Secret `env:"BOOTSTRAP_ADMIN_PASSWORD"`
 	BootstrapAdminPasswordFile string        `env:"BOOTSTRAP_ADMIN_PASSWORD_FILE"`
 
-	// PasswordChangeRatePerUser limits ChangePassword attempts per user
-	// per minute (a stolen access token cannot guess the current password
-	// at leisure); 0 disables the limit.
-	PasswordChangeRatePerUser int `env:"PASSWORD_CHANGE_RATE_PER_USER" envDefault:"10"`
+	// PasswordChangeRate limits failed ChangePassword attempts per minute
+	// per user and client address (a stolen access token cannot guess the
+	// current password at leisure); the user's backstop is 3 times that,
+	// the address's 10 times. 0 disables the limits.
+	PasswordChangeRate int `env:"PASSWORD_CHANGE_RATE" envDefault:"10"`
+	// SignupRatePerAddr limits anonymous sign-ups per client address: a
+	// burst of that many, then that many a minute. 0 disables the limit.
+	SignupRatePerAddr int `env:"SIGNUP_RATE_PER_ADDR" envDefault:"5"`
+	// SignupHashConcurrency is the hashing budget of anonymous sign-ups,
+	// apart from PASSWORD_HASH_CONCURRENCY (logins, password changes), so
+	// a sign-up flood cannot starve logins.
+	SignupHashConcurrency int `env:"SIGNUP_HASH_CONCURRENCY" envDefault:"1"`
+	// PasswordHashMaxWait bounds the wait for a hashing slot; past it the
+	// caller gets ResourceExhausted with a retry delay at once.
+	PasswordHashMaxWait time.Duration `env:"PASSWORD_HASH_MAX_WAIT" envDefault:"2s"`
+	// RateLimitKeys bounds the in-memory buckets (SQLite mode); with
+	// PostgreSQL the buckets live in the database, shared by replicas.
+	RateLimitKeys int `env:"RATE_LIMIT_KEYS" envDefault:"100000"`
 
 	// PasswordHashConcurrency caps simultaneous argon2id hashes (each
 	// uses ~19 MiB); 0 means one per CPU.
@@ -109,6 +123,15 @@ func (c *Config) Validate() error {
 	}
 	if c.PasswordHashConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("PASSWORD_HASH_CONCURRENCY must not be negative, got %d", c.PasswordHashConcurrency))
+	}
+	if c.SignupHashConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("SIGNUP_HASH_CONCURRENCY must be at least 1, got %d", c.SignupHashConcurrency))
+	}
+	if c.PasswordChangeRate < 0 || c.SignupRatePerAddr < 0 || c.PasswordHashMaxWait < 0 {
+		errs = append(errs, errors.New("PASSWORD_CHANGE_RATE, SIGNUP_RATE_PER_ADDR and PASSWORD_HASH_MAX_WAIT must not be negative (0 disables)"))
+	}
+	if c.RateLimitKeys < 1 {
+		errs = append(errs, fmt.Errorf("RATE_LIMIT_KEYS must be positive, got %d", c.RateLimitKeys))
 	}
 	if c.JWTIssuer == "" || c.JWTAudience == "" {
 		errs = append(errs, errors.New("JWT_ISSUER and JWT_AUDIENCE must not be empty"))

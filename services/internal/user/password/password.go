@@ -4,7 +4,8 @@
 // Every hash and every verification holds one of a fixed number of slots
 // while it runs, so memory stays near Params.Memory times the slot count
 // however many requests arrive: a caller waits for a slot as long as its
-// context allows and then fails with user.ErrOverloaded.
+// context allows (at most the WithMaxWait bound, then user.ErrOverloaded)
+// and otherwise fails with its context's error.
 package password
 
 import (
@@ -13,6 +14,8 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/alexedwards/argon2id"
 	"golang.org/x/crypto/argon2"
@@ -54,18 +57,30 @@ var ErrInvalidHash = errors.New("password: invalid stored hash")
 
 // Hasher hashes and verifies passwords. It is safe for concurrent use.
 type Hasher struct {
-	params Params
-	slots  chan struct{}
-	dummy  string // a hash with params, for users that do not exist
+	params  Params
+	slots   chan struct{}
+	maxWait time.Duration // longest wait for a slot; 0: as long as the caller's context
+	dummy   string        // a hash with params, for users that do not exist
+
+	hashes, verifies atomic.Uint64 // argon2id computations run, by kind
 }
 
 var _ user.PasswordHasher = (*Hasher)(nil)
+
+// Option configures New.
+type Option func(*Hasher)
+
+// WithMaxWait bounds how long a caller waits for a free slot: past it the
+// caller gets user.ErrOverloaded at once (a fast ResourceExhausted with a
+// retry delay) instead of queueing until its own deadline behind work it
+// cannot see the end of. 0 waits as long as the caller's context allows.
+func WithMaxWait(d time.Duration) Option { return func(h *Hasher) { h.maxWait = max(d, 0) } }
 
 // New returns a Hasher using params, the zero Params meaning
 // DefaultParams(), that runs at most maxConcurrent argon2id computations at
 // a time; maxConcurrent <= 0 means runtime.GOMAXPROCS(0). It computes one
 // hash up front, the stand-in for unknown users.
-func New(params Params, maxConcurrent int) (*Hasher, error) {
+func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 	if params == (Params{}) {
 		params = DefaultParams()
 	}
@@ -76,6 +91,9 @@ func New(params Params, maxConcurrent int) (*Hasher, error) {
 		maxConcurrent = runtime.GOMAXPROCS(0)
 	}
 	h := &Hasher{params: params, slots: make(chan struct{}, maxConcurrent)}
+	for _, o := range opts {
+		o(h)
+	}
 	dummy, err := argon2id.CreateHash("gatehouse: no such user", h.argon2idParams())
 	if err != nil {
 		return nil, fmt.Errorf("password: dummy hash: %w", err)
@@ -87,6 +105,16 @@ func New(params Params, maxConcurrent int) (*Hasher, error) {
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }
 
+// Computations reports how many argon2id computations this Hasher has run,
+// for new hashes and for verifications: what a request really cost, for
+// metrics and for tests that bound it.
+func (h *Hasher) Computations() (hashes, verifies uint64) {
+	return h.hashes.Load(), h.verifies.Load()
+}
+
+// Slots reports how many computations may run at once and how many run now.
+func (h *Hasher) Slots() (capacity, inUse int) { return cap(h.slots), len(h.slots) }
+
 // Hash returns the argon2id hash of password in PHC string format, with a
 // fresh random salt.
 func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
@@ -95,6 +123,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 		return "", err
 	}
 	defer release()
+	h.hashes.Add(1)
 	hash, err := argon2id.CreateHash(password, h.argon2idParams())
 	if err != nil {
 		return "", fmt.Errorf("password: hash: %w", err)
@@ -124,6 +153,7 @@ func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error
 	if unknownUser {
 		hash = h.dummy
 	}
+	h.verifies.Add(1)
 	// The library compares the derived keys with crypto/subtle.
 	match, err := argon2id.ComparePasswordAndHash(password, hash)
 	if err != nil {
@@ -132,19 +162,39 @@ func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error
 	return match && !unknownUser, nil
 }
 
-// acquire waits for a free slot until ctx ends.
+// acquire waits for a free slot until ctx ends. A caller that is gone
+// (cancelled, or past its deadline) gets no slot, even a free one: the
+// 19 MiB and the CPU are for callers still waiting for the answer, and an
+// attacker's abandoned requests must not keep hashing. Its error is the
+// context's, so the call ends as Canceled or DeadlineExceeded (the
+// caller's own doing), not as the server's overload.
 func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("password: caller gone before hashing: %w", err)
+	}
 	release = func() { <-h.slots }
 	select {
 	case h.slots <- struct{}{}:
 		return release, nil
 	default:
 	}
+	var tooLong <-chan time.Time
+	if h.maxWait > 0 {
+		t := time.NewTimer(h.maxWait)
+		defer t.Stop()
+		tooLong = t.C
+	}
 	select {
 	case h.slots <- struct{}{}:
+		if err := ctx.Err(); err != nil {
+			release()
+			return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", err)
+		}
 		return release, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("password: no free hashing slot: %w: %w", user.ErrOverloaded, ctx.Err())
+		return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", ctx.Err())
+	case <-tooLong:
+		return nil, fmt.Errorf("password: no hashing slot free within %s: %w", h.maxWait, user.ErrOverloaded)
 	}
 }
 

@@ -228,29 +228,34 @@ func TestOlderCostsStillVerify(t *testing.T) {
 	}
 }
 
-func TestOverloadedWhenNoSlotFrees(t *testing.T) {
-	// Slow enough that the first Hash still runs when the second one gives
-	// up at once.
+// TestCallersGoneGetNoSlot: a caller whose context has ended is refused
+// with the context's error and never hashes, whether a slot is free or it
+// was waiting for one; so an attacker's abandoned requests cost nothing. A
+// caller whose context allows it waits for a slot instead.
+func TestCallersGoneGetNoSlot(t *testing.T) {
+	// Slow enough that the first Hash still runs during the checks.
 	slow := fast
 	slow.Memory, slow.Iterations = 32*1024, 4
 	h := newHasher(t, slow, 1)
 	hash := mustHash(t, h, "pw")
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	before, _ := h.Computations()
+	if _, err := h.Hash(cancelled, "x"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Hash with a free slot and a cancelled caller = %v, want context.Canceled", err)
+	}
+	if after, _ := h.Computations(); after != before {
+		t.Fatalf("a cancelled caller hashed (%d computations, was %d)", after, before)
+	}
 
 	firstDone := make(chan error, 1)
 	go func() {
 		_, err := h.Hash(context.Background(), "first")
 		firstDone <- err
 	}()
-	// Wait until the first Hash holds the only slot: a probe with an
-	// expired context succeeds only while the slot is free.
-	cancelled, cancel := context.WithCancel(context.Background())
-	cancel()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := h.Verify(cancelled, "pw", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
-		if errors.Is(err, user.ErrOverloaded) {
-			break
-		}
+	for _, inUse := h.Slots(); inUse == 0; _, inUse = h.Slots() {
 		if time.Now().After(deadline) {
 			t.Fatal("the first Hash never held the slot")
 		}
@@ -272,11 +277,8 @@ func TestOverloadedWhenNoSlotFrees(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call(tt.ctx)
-			if !errors.Is(err, user.ErrOverloaded) {
-				t.Errorf("error = %v, want ErrOverloaded", err)
-			}
-			if !errors.Is(err, tt.ctx.Err()) {
-				t.Errorf("error = %v does not wrap the context's %v", err, tt.ctx.Err())
+			if !errors.Is(err, tt.ctx.Err()) || errors.Is(err, user.ErrOverloaded) {
+				t.Errorf("error = %v, want the context's %v", err, tt.ctx.Err())
 			}
 		})
 	}
@@ -294,6 +296,9 @@ func TestOverloadedWhenNoSlotFrees(t *testing.T) {
 	}
 	if err := <-firstDone; err != nil {
 		t.Errorf("first Hash: %v", err)
+	}
+	if hashes, verifies := h.Computations(); hashes != 3 || verifies != 0 {
+		t.Errorf("computations = %d hashes, %d verifies; want 3 and 0 (mustHash, first, patient)", hashes, verifies)
 	}
 }
 

@@ -39,7 +39,7 @@ func Each(t *testing.T, migrations fs.FS, fn func(t *testing.T, db *database.DB)
 		fn(t, openSQLite(t, migrations))
 	})
 	t.Run(string(database.DialectPostgres), func(t *testing.T) {
-		fn(t, openPostgres(t, migrations))
+		fn(t, Postgres(t, migrations))
 	})
 }
 
@@ -73,7 +73,10 @@ func openSQLite(t *testing.T, migrations fs.FS) *database.DB {
 	return db
 }
 
-func openPostgres(t *testing.T, migrations fs.FS) *database.DB {
+// Postgres opens a fresh database on the test server (see PostgresURL),
+// migrated with migrations (nil: none), closed and dropped when the test
+// ends. For tests of PostgreSQL-only code.
+func Postgres(t *testing.T, migrations fs.FS) *database.DB {
 	t.Helper()
 	dbURL := PostgresURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
