@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -61,14 +62,16 @@ func errorStatus(err error) error {
 
 // fail answers err through errorStatus, the one mapping, and logs here,
 // once, the cause of what the answer hides: Internal and Unavailable tell
-// the client nothing of why, so the operator must find it in the log.
+// the client nothing of why, so the operator must find it in the log. An
+// outage fails every call the same way, so its lines are sampled (with a
+// count of those left out); an Internal is a bug and always written.
 func (s *Service) fail(ctx context.Context, err error) error {
 	st := errorStatus(err)
 	switch status.Code(st) {
 	case codes.Internal, codes.Unknown, codes.DataLoss:
 		s.log.ErrorContext(ctx, "request failed", "error", err)
 	case codes.Unavailable:
-		s.log.WarnContext(ctx, "request failed: a dependency is unavailable", "error", err)
+		s.sampled.Log(ctx, s.log, slog.LevelWarn, "unavailable", "request failed: a dependency is unavailable", "error", err)
 	}
 	return st
 }

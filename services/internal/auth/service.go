@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 // Limits on untrusted input before any work is done.
@@ -57,6 +58,7 @@ type Service struct {
 	logins   *ratelimit.Attempts
 	metrics  *metrics
 	log      *slog.Logger
+	sampled  *telemetry.Sampler // lines a client can repeat at will
 	now      func() time.Time
 }
 
@@ -94,6 +96,7 @@ func NewService(cfg Config, issuer *Issuer, verifier *authn.Verifier, users User
 	return &Service{
 		cfg: cfg, issuer: issuer, verifier: verifier, users: users, store: store, logins: &cfg.Logins,
 		metrics: m, log: cfg.Logger, now: time.Now,
+		sampled: telemetry.NewSampler(telemetry.SamplePerKey, telemetry.SampleTotal),
 	}
 }
 
@@ -101,7 +104,7 @@ func (s *Service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	resp, result, err := s.login(ctx, req)
 	s.metrics.logins.WithLabelValues(result).Inc()
 	if err != nil {
-		s.log.InfoContext(ctx, "login failed", "result", result)
+		s.sampled.Log(ctx, s.log, slog.LevelInfo, "login "+result, "login refused", "result", result)
 		return nil, s.fail(ctx, err)
 	}
 	return resp, nil
@@ -188,9 +191,11 @@ func (s *Service) issue(acct Account) (AccessToken, error) {
 }
 
 func (s *Service) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequest) (*authv1.RefreshTokenResponse, error) {
-	resp, result, err := s.refresh(ctx, req.GetRefreshToken())
+	resp, fam, result, err := s.refresh(ctx, req.GetRefreshToken())
 	s.metrics.refreshes.WithLabelValues(result).Inc()
 	if err != nil {
+		// Never the token: its family and user say which session it was.
+		s.sampled.Log(ctx, s.log, slog.LevelInfo, "refresh "+result, "refresh refused", "result", result, "family_id", fam.ID, "user_id", fam.UserID)
 		return nil, s.fail(ctx, err)
 	}
 	return resp, nil
@@ -201,17 +206,17 @@ func (s *Service) RefreshToken(ctx context.Context, req *authv1.RefreshTokenRequ
 // rotation, so when it cannot answer the client keeps its refresh token
 // (Unavailable, retry); when the user was deleted or its sessions ended
 // since login, the family is revoked and nothing is issued.
-func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshTokenResponse, string, error) {
+func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshTokenResponse, Family, string, error) {
 	if old == "" || len(old) > maxRefreshTokenLen {
-		return nil, "invalid", &fieldError{"refresh_token", "required, as returned by Login or RefreshToken"}
+		return nil, Family{}, "invalid", &fieldError{"refresh_token", "required, as returned by Login or RefreshToken"}
 	}
 	oldHash := hashRefreshToken(old)
 	current, fam, err := s.store.Lookup(ctx, oldHash)
 	switch {
 	case errors.Is(err, ErrTokenNotFound):
-		return nil, "unknown", err
+		return nil, Family{}, "unknown", err
 	case err != nil:
-		return nil, "error", err
+		return nil, Family{}, "error", err
 	}
 	// Only a token that may still rotate is worth a question to the User
 	// service; reuse, revocation and expiry are decided by Rotate alone, so
@@ -222,58 +227,58 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 	if current.RotatedAt.IsZero() && fam.RevokedAt.IsZero() && now.Before(fam.ExpiresAt) && now.Before(current.IdleExpiresAt) {
 		if acct, err = s.currentAccount(ctx, fam); err != nil {
 			if ctx.Err() != nil {
-				return nil, "canceled", err
+				return nil, fam, "canceled", err
 			}
 			if errors.Is(err, ErrUnavailable) {
 				// Nothing changed: the client retries with the same token.
-				return nil, "unavailable", fmt.Errorf("refresh of family %s kept: %w", fam.ID, err)
+				return nil, fam, "unavailable", fmt.Errorf("refresh of family %s kept: %w", fam.ID, err)
 			}
 			if errors.Is(err, ErrUserNotFound) {
-				return nil, "user_gone", fmt.Errorf("%w: %w", ErrSessionEnded, err)
+				return nil, fam, "user_gone", fmt.Errorf("%w: %w", ErrSessionEnded, err)
 			}
 			if errors.Is(err, ErrSessionEnded) {
-				return nil, "session_ended", err
+				return nil, fam, "session_ended", err
 			}
-			return nil, "error", err
+			return nil, fam, "error", err
 		}
 	}
 
 	token, hash, err := newRefreshToken()
 	if err != nil {
-		return nil, "error", err
+		return nil, fam, "error", err
 	}
 	next := RefreshToken{Hash: hash, IssuedAt: now, IdleExpiresAt: now.Add(s.cfg.RefreshIdle)}
 	rotated, err := s.store.Rotate(ctx, oldHash, next, now, s.cfg.ReuseGrace)
 	switch {
 	case errors.Is(err, ErrTokenReused):
 		s.metrics.reuse.Inc()
-		s.log.WarnContext(ctx, "refresh token reuse detected; family revoked", "family_id", fam.ID, "user_id", fam.UserID)
-		return nil, "reused", err
+		s.sampled.Log(ctx, s.log, slog.LevelWarn, "reuse", "refresh token reuse detected; family revoked", "family_id", fam.ID, "user_id", fam.UserID)
+		return nil, fam, "reused", err
 	case errors.Is(err, ErrTokenJustRotated):
-		return nil, "concurrent", err
+		return nil, fam, "concurrent", err
 	case errors.Is(err, ErrTokenRevoked):
-		return nil, "revoked", err
+		return nil, fam, "revoked", err
 	case errors.Is(err, ErrTokenExpired):
-		return nil, "expired", err
+		return nil, fam, "expired", err
 	case errors.Is(err, ErrTokenNotFound):
-		return nil, "unknown", err
+		return nil, fam, "unknown", err
 	case err != nil:
-		return nil, "error", err
+		return nil, fam, "error", err
 	}
 	if acct.ID != rotated.UserID {
 		// Rotate accepted a token Lookup had seen rotated or revoked: the
 		// store broke its own rules. Issue nothing.
-		return nil, "error", fmt.Errorf("refresh: family %s rotated without a current account", rotated.ID)
+		return nil, fam, "error", fmt.Errorf("refresh: family %s rotated without a current account", rotated.ID)
 	}
 	access, err := s.issue(acct)
 	if err != nil {
-		return nil, "error", err
+		return nil, fam, "error", err
 	}
 	s.metrics.issued.WithLabelValues("refresh").Inc()
 	return &authv1.RefreshTokenResponse{
 		AccessToken: access.Token, RefreshToken: token, TokenType: "Bearer",
 		ExpiresIn: int64(s.cfg.AccessTTL / time.Second),
-	}, "success", nil
+	}, fam, "success", nil
 }
 
 // currentAccount asks the User service for the family's user as it is now.

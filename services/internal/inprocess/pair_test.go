@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -693,4 +694,50 @@ func fetch(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestRejectionFloodLogsLittle: garbage refresh tokens as fast as eight
+// clients can send them, for two seconds. Every call is refused and
+// counted, but the log grows by at most about 100 lines a second (the call
+// log and the Auth service's own lines, each sampled at 50 a second after
+// a burst), where before every refusal wrote a line. The lines say how
+// many they stand for, and never carry the token.
+func TestRejectionFloodLogsLittle(t *testing.T) {
+	p := startPair(t)
+	before := strings.Count(p.logs.String(), "\n")
+	var sent atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Since(start) < 2*time.Second; i++ {
+				_, err := p.auth.RefreshToken(context.Background(), &authv1.RefreshTokenRequest{RefreshToken: fmt.Sprintf("garbage-%d-%d", w, i)})
+				if status.Code(err) != codes.Unauthenticated {
+					t.Errorf("garbage refresh: %v", err)
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	logs := p.logs.String()
+	lines := strings.Count(logs, "\n") - before
+	limit := 2*200 + int(100*elapsed)
+	t.Logf("%d garbage refreshes in %.1fs wrote %d log lines (limit %d)", sent.Load(), elapsed, lines, limit)
+	if lines > limit {
+		t.Errorf("%d log lines for %d refused refreshes, want at most %d", lines, sent.Load(), limit)
+	}
+	if !strings.Contains(logs, `"suppressed":`) || !strings.Contains(logs, `"result":"unknown"`) {
+		t.Error("the sampled lines do not say what they stand for")
+	}
+	if strings.Contains(logs, "garbage-") {
+		t.Error("a refresh token reached the log")
+	}
+	if got := metricValue(t, p.authApp.Metrics.Registry, "gatehouse_refreshes_total", "result", "unknown"); got != float64(sent.Load()) {
+		t.Errorf("refreshes_total{result=unknown} = %v, want every one of the %d calls", got, sent.Load())
+	}
 }

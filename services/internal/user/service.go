@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 // Service implements user.v1.UserService. Authentication (authn) and the
@@ -38,6 +39,7 @@ type Service struct {
 	limits       ratelimit.Store
 	status       func() healthpb.HealthCheckResponse_ServingStatus
 	log          *slog.Logger
+	sampled      *telemetry.Sampler // lines a client can repeat at will
 	now          func() time.Time
 }
 
@@ -81,6 +83,7 @@ func NewService(store Store, hasher PasswordHasher, o Options) *Service {
 		store: store, hasher: hasher, signupHasher: o.SignupHasher, allowSignup: o.AllowSignup,
 		changes: o.PasswordChanges, signups: o.SignupsPerAddress, limits: o.Limits,
 		status: o.Status, log: o.Logger, now: time.Now,
+		sampled: telemetry.NewSampler(telemetry.SamplePerKey, telemetry.SampleTotal),
 	}
 	s.changes.Now = func() time.Time { return s.now() }
 	return s
@@ -354,7 +357,7 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	}
 	if !ok {
 		attempt.Failed()
-		s.log.InfoContext(ctx, "password change refused: wrong current password", "user_id", id)
+		s.sampled.Log(ctx, s.log, slog.LevelInfo, "wrong current password", "password change refused: wrong current password", "user_id", id)
 		return nil, s.fail(ctx, ErrWrongPassword)
 	}
 	if err := attempt.Succeeded(ctx); err != nil {

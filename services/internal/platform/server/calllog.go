@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 // callLogger writes one "finished call" line per RPC, at a level that
@@ -21,7 +23,15 @@ import (
 // (make bench's profile), for a line that at the default level is never
 // written because OK calls log at debug. Here nothing is built until the
 // outcome is known and the level enabled.
-type callLogger struct{ log *slog.Logger }
+//
+// Failed calls are sampled (telemetry.Sampler, per method and code): a
+// client can fail calls as fast as it can send them, and the log must not
+// grow with it. A line that follows held-back ones says how many in
+// "suppressed"; the metrics count every call.
+type callLogger struct {
+	log     *slog.Logger
+	sampler *telemetry.Sampler // nil: every line is written
+}
 
 func (l callLogger) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if isProbe(info.FullMethod) {
@@ -56,6 +66,13 @@ func (l callLogger) finished(ctx context.Context, fullMethod, kind string, start
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
+	var suppressed uint64
+	if code != codes.OK {
+		var ok bool
+		if ok, suppressed = l.sampler.Allow(fullMethod + " " + code.String()); !ok {
+			return
+		}
+	}
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	attrs := []slog.Attr{
 		slog.String("grpc.service", service),
@@ -69,6 +86,9 @@ func (l callLogger) finished(ctx context.Context, fullMethod, kind string, start
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("grpc.error", status.Convert(err).Message()))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Uint64("suppressed", suppressed))
 	}
 	l.log.LogAttrs(ctx, level, "finished call", attrs...)
 }

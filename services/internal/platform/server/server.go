@@ -96,7 +96,7 @@ func New(cfg Config, o Options) *Server {
 		return status.Error(codes.Internal, "internal error")
 	})
 
-	calls := callLogger{log: s.log}
+	calls := callLogger{log: s.log, sampler: telemetry.NewSampler(telemetry.SamplePerKey, telemetry.SampleTotal)}
 	unary := append(o.Metrics.UnaryServerInterceptors(),
 		calls.unary,
 		recovery.UnaryServerInterceptor(recoverOpt),
