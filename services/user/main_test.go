@@ -138,7 +138,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: fmt.Sprintf("u%d@example.com", i), Password: "password1"})
+			_, err := client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: fmt.Sprintf("u%d@example.com", i), Password: "velvet anchor 42"})
 			errs <- err
 		}()
 	}
@@ -167,7 +167,7 @@ func TestSIGTERMDrainsInFlightCalls(t *testing.T) {
 	if took < time.Second {
 		t.Errorf("exited after %v, before the 1s drain delay", took)
 	}
-	if strings.Contains(stdout.String(), "0123456789abcdef") || strings.Contains(stdout.String(), "password1") {
+	if strings.Contains(stdout.String(), "0123456789abcdef") || strings.Contains(stdout.String(), "velvet anchor 42") {
 		t.Error("the log contains the JWT secret or a password")
 	}
 	for _, want := range []string{`"msg":"shutting down"`, `"msg":"stopped"`, `"JWT_SECRET":"******"`} {

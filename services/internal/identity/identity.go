@@ -6,7 +6,11 @@
 // service and holds no policy.
 package identity
 
-import "strings"
+import (
+	"strings"
+
+	"golang.org/x/text/unicode/norm"
+)
 
 // Roles. RoleAdmin is the one role a user can be given; RoleService belongs
 // only to the Auth service's own tokens (ServiceSubject) and is never
@@ -25,9 +29,11 @@ const ServiceSubject = "service:gatehouse-auth"
 func AssignableRoles() []string { return []string{RoleAdmin} }
 
 // CanonicalEmail is the form under which an email is stored, compared and
-// rate-limited: surrounding white space removed, lower-cased. Validation
-// (is it an address at all) is the User service's; this is only the rule
-// that makes "Ada@Example.com " and "ada@example.com" the same account.
+// rate-limited: surrounding white space removed, Unicode NFC (so "ü"
+// written as u + combining diaeresis is the same as the precomposed one),
+// lower-cased. Validation (is it an address at all, in one script, without
+// compatibility forms) is the User service's; this is only the rule that
+// makes "Ada@Example.com " and "ada@example.com" the same account.
 func CanonicalEmail(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
+	return strings.ToLower(norm.NFC.String(strings.TrimSpace(email)))
 }

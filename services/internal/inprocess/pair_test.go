@@ -498,7 +498,7 @@ func TestLoginWithUserServiceDown(t *testing.T) {
 	addr := dead.Addr().String()
 	_ = dead.Close()
 	auth := startAuth(t, "k1", addr, authapp.Options{})
-	_, err := auth.Login(context.Background(), &authv1.LoginRequest{Email: "a@example.com", Password: "password1"})
+	_, err := auth.Login(context.Background(), &authv1.LoginRequest{Email: "a@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.Unavailable)
 }
 
@@ -530,11 +530,11 @@ func TestLoginWhenUserServiceRefusesAuthsToken(t *testing.T) {
 func TestLoginTraceSpansBothServices(t *testing.T) {
 	p := startPair(t)
 	ctx := context.Background()
-	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "tr@example.com", Password: "password123"}); err != nil {
+	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "tr@example.com", Password: "velvet anchor 42"}); err != nil {
 		t.Fatal(err)
 	}
 	p.spans.Reset()
-	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "tr@example.com", Password: "password123"}); err != nil {
+	if _, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "tr@example.com", Password: "velvet anchor 42"}); err != nil {
 		t.Fatal(err)
 	}
 	// A server span ends (and is exported) just after its response is

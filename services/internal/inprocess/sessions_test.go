@@ -292,10 +292,10 @@ func TestChangePasswordEndsOtherSessions(t *testing.T) {
 func TestRevokeAllSessions(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	id := p.createUser(root, "ada@example.com", "ada password")
-	other := p.createUser(root, "bo@example.com", "bo password")
-	a1, a2 := p.login("ada@example.com", "ada password"), p.login("ada@example.com", "ada password")
-	bo := p.login("bo@example.com", "bo password")
+	id := p.createUser(root, "ada@example.com", "ada keeps a passphrase")
+	other := p.createUser(root, "bo@example.com", "bo keeps a passphrase")
+	a1, a2 := p.login("ada@example.com", "ada keeps a passphrase"), p.login("ada@example.com", "ada keeps a passphrase")
+	bo := p.login("bo@example.com", "bo keeps a passphrase")
 
 	_, err := p.auth.RevokeAllSessions(context.Background(), &authv1.RevokeAllSessionsRequest{UserId: id})
 	wantCode(t, err, codes.Unauthenticated)
@@ -331,7 +331,7 @@ func TestRevokeAllSessions(t *testing.T) {
 	_, err = p.auth.RevokeAllSessions(bearer(a1.access), &authv1.RevokeAllSessionsRequest{UserId: id})
 	wantCode(t, err, codes.Unauthenticated)
 	// A new login works.
-	p.login("ada@example.com", "ada password")
+	p.login("ada@example.com", "ada keeps a passphrase")
 }
 
 // TestRefreshWhileUserServiceIsDown: the Auth service cannot ask the User
@@ -343,8 +343,8 @@ func TestRefreshWhileUserServiceIsDown(t *testing.T) {
 	p := startPair(t, "USER_SERVICE_ADDR="+proxy.Addr())
 	proxy.SetTarget(p.userAddr)
 	root := p.admin()
-	p.createUser(root, "ada@example.com", "ada password")
-	s := p.login("ada@example.com", "ada password")
+	p.createUser(root, "ada@example.com", "ada keeps a passphrase")
+	s := p.login("ada@example.com", "ada keeps a passphrase")
 
 	proxy.SetDown(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -380,8 +380,8 @@ func TestExpiredRefreshWhileUserServiceIsDown(t *testing.T) {
 	p := startPair(t, "USER_SERVICE_ADDR="+proxy.Addr(), "REFRESH_IDLE_TIMEOUT=1s")
 	proxy.SetTarget(p.userAddr)
 	root := p.admin()
-	p.createUser(root, "ada@example.com", "ada password")
-	s := p.login("ada@example.com", "ada password")
+	p.createUser(root, "ada@example.com", "ada keeps a passphrase")
+	s := p.login("ada@example.com", "ada keeps a passphrase")
 	time.Sleep(1500 * time.Millisecond) // past the idle timeout
 	proxy.SetDown(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

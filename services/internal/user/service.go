@@ -101,19 +101,11 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 	if len(req.GetRoles()) > 0 && !isAdmin {
 		return nil, s.fail(ctx, fmt.Errorf("%w: only admin assigns roles", ErrPermissionDenied))
 	}
-	v := &ValidationError{}
-	email := normalizeEmail(v, "email", req.GetEmail())
-	checkPassword(v, "password", req.GetPassword())
-	checkDisplayName(v, "display_name", req.GetDisplayName())
-	roles := checkRoles(v, "roles", req.GetRoles())
-	if err := v.orNil(); err != nil {
-		return nil, s.fail(ctx, err)
-	}
 	hasher := s.hasher
 	if anonymous {
-		// A sign-up: limited per client address, and hashed on its own
-		// budget. Counted before the hash, whatever comes of it, since the
-		// hash is what a flood would make us pay for.
+		// A sign-up: limited per client address before anything else,
+		// since the strength estimate and the hash are what a flood would
+		// make us pay for; and hashed on a budget of its own.
 		ok, retry, err := s.limits.Take(ctx, ratelimit.Key("signup", ratelimit.ClientKey(ctx)), s.signups, s.now())
 		if err != nil {
 			return nil, s.fail(ctx, fmt.Errorf("%w: sign-up limit: %w", ErrUnavailable, err))
@@ -123,7 +115,15 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 		}
 		hasher = s.signupHasher
 	}
-	u, err := s.create(ctx, hasher, email, req.GetPassword(), req.GetDisplayName(), roles)
+	v := &ValidationError{}
+	email := normalizeEmail(v, "email", req.GetEmail())
+	name := checkDisplayName(v, "display_name", req.GetDisplayName())
+	checkPassword(v, "password", req.GetPassword(), req.GetEmail(), req.GetDisplayName())
+	roles := checkRoles(v, "roles", req.GetRoles())
+	if err := v.orNil(); err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	u, err := s.create(ctx, hasher, email, req.GetPassword(), name, roles)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -274,12 +274,11 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 		ch.Email, ch.EndSessions = &email, true
 	}
 	if seen["display_name"] {
-		name := req.GetDisplayName()
-		checkDisplayName(v, "display_name", name)
+		name := checkDisplayName(v, "display_name", req.GetDisplayName())
 		ch.DisplayName = &name
 	}
 	if seen["password"] {
-		checkPassword(v, "password", req.GetPassword())
+		checkPassword(v, "password", req.GetPassword(), req.GetEmail(), req.GetDisplayName())
 	}
 	if seen["roles"] {
 		roles := checkRoles(v, "roles", req.GetRoles())
@@ -327,16 +326,10 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	if err := checkTarget(id); err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	v := &ValidationError{}
-	if cur := req.GetCurrentPassword(); cur == "" || len(cur) > 4*MaxPasswordLen {
-		v.add("current_password", "required: the password in use now")
-	}
-	checkPassword(v, "new_password", req.GetNewPassword())
-	if err := v.orNil(); err != nil {
-		return nil, s.fail(ctx, err)
-	}
 	// Limited like Login: by (user, address), by address, and by user from
-	// addresses without a recent success; only failures stay counted.
+	// addresses without a recent success; only failures stay counted. The
+	// limit comes first, since checking the request (the new password's
+	// strength) costs too.
 	attempt, err := s.changes.Begin(ctx, id, ratelimit.ClientKey(ctx))
 	var limited *ratelimit.LimitedError
 	switch {
@@ -348,6 +341,15 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	u, err := s.store.Get(ctx, id)
 	if err != nil {
 		attempt.Abandon(ctx)
+		return nil, s.fail(ctx, err)
+	}
+	v := &ValidationError{}
+	if cur := req.GetCurrentPassword(); cur == "" || len(cur) > 4*MaxPasswordLen {
+		v.add("current_password", "required: the password in use now")
+	}
+	checkPassword(v, "new_password", req.GetNewPassword(), u.Email, u.DisplayName)
+	if err := v.orNil(); err != nil {
+		attempt.Failed() // it cost the check; counted like a wrong guess
 		return nil, s.fail(ctx, err)
 	}
 	ok, err := s.hasher.Verify(ctx, req.GetCurrentPassword(), u.PasswordHash)
@@ -446,7 +448,7 @@ func (s *Service) HealthCheck(context.Context, *emptypb.Empty) (*userv1.HealthCh
 func (s *Service) EnsureAdmin(ctx context.Context, email, password string) error {
 	v := &ValidationError{}
 	email = normalizeEmail(v, "BOOTSTRAP_ADMIN_EMAIL", email)
-	checkPassword(v, "BOOTSTRAP_ADMIN_PASSWORD", password)
+	checkPassword(v, "BOOTSTRAP_ADMIN_PASSWORD", password, email)
 	if err := v.orNil(); err != nil {
 		return err
 	}

@@ -9,6 +9,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/trustelem/zxcvbn"
+	"golang.org/x/text/secure/precis"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 )
@@ -25,7 +28,12 @@ const (
 )
 
 // normalizeEmail checks an address and returns its canonical form
-// (identity.CanonicalEmail), which is what uniqueness is decided on.
+// (identity.CanonicalEmail), which is what uniqueness is decided on. Two
+// addresses that look the same must be the same account or not both
+// exist, so beyond the syntax it refuses compatibility forms (fullwidth
+// "ａ"), a mix of scripts within the local part or a domain label (Latin
+// with a Cyrillic "а"), invisible format characters, and IP-literal
+// domains (user@[127.0.0.1]).
 func normalizeEmail(v *ValidationError, field, email string) string {
 	switch {
 	case email == "":
@@ -38,34 +46,155 @@ func normalizeEmail(v *ValidationError, field, email string) string {
 		v.add(field, fmt.Sprintf("must be at most %d bytes", MaxEmailLen))
 		return ""
 	}
-	addr, err := mail.ParseAddress(email)
+	nfc := norm.NFC.String(email)
+	addr, err := mail.ParseAddress(nfc)
 	// ParseAddress accepts `Name <a@b>`; only a bare address is an email.
-	if err != nil || addr.Address != email || !strings.Contains(addr.Address[strings.LastIndex(addr.Address, "@"):], ".") {
+	if err != nil || addr.Address != nfc || !strings.Contains(addr.Address[strings.LastIndex(addr.Address, "@"):], ".") {
 		v.add(field, "must be an email address like name@example.com")
 		return ""
 	}
-	return identity.CanonicalEmail(email)
+	at := strings.LastIndex(nfc, "@")
+	local, domain := nfc[:at], nfc[at+1:]
+	switch {
+	case strings.HasPrefix(domain, "["):
+		v.add(field, "must have a domain name, not an IP address")
+		return ""
+	case norm.NFKC.String(nfc) != nfc:
+		v.add(field, "must not use compatibility forms such as fullwidth letters; type the plain characters")
+		return ""
+	case strings.IndexFunc(nfc, invisible) >= 0:
+		v.add(field, "must not contain control or invisible format characters")
+		return ""
+	}
+	for _, part := range append([]string{local}, strings.Split(domain, ".")...) {
+		if mixedScripts(part) {
+			v.add(field, "must not mix scripts within a part (such as Latin and Cyrillic letters), which makes look-alike addresses")
+			return ""
+		}
+	}
+	return identity.CanonicalEmail(nfc)
 }
 
-func checkPassword(v *ValidationError, field, pw string) {
+// invisible reports control and format characters (bidi controls, zero
+// width spaces): nothing a person reads, everything a look-alike needs.
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+
+// scripts the letters of an address may come from, checked in this order;
+// Han, Hiragana and Katakana are one writing system (Japanese) here.
+var scripts = []struct {
+	name  string
+	table *unicode.RangeTable
+}{
+	{"Latin", unicode.Latin}, {"Cyrillic", unicode.Cyrillic}, {"Greek", unicode.Greek},
+	{"Armenian", unicode.Armenian}, {"Hebrew", unicode.Hebrew}, {"Arabic", unicode.Arabic},
+	{"Devanagari", unicode.Devanagari}, {"Thai", unicode.Thai}, {"Hangul", unicode.Hangul},
+	{"Japanese", unicode.Han}, {"Japanese", unicode.Hiragana}, {"Japanese", unicode.Katakana},
+	{"Georgian", unicode.Georgian}, {"Ethiopic", unicode.Ethiopic},
+}
+
+// mixedScripts reports whether the letters of s come from more than one
+// script. Digits, punctuation and combining marks belong to none.
+func mixedScripts(s string) bool {
+	seen := ""
+	for _, r := range s {
+		if !unicode.IsLetter(r) {
+			continue
+		}
+		name := "other"
+		for _, sc := range scripts {
+			if unicode.Is(sc.table, r) {
+				name = sc.name
+				break
+			}
+		}
+		if seen == "" {
+			seen = name
+		} else if name != seen {
+			return true
+		}
+	}
+	return false
+}
+
+// strengthRunes is how much of a password the strength estimator reads:
+// its cost grows faster than the length (40 runes can take 8 ms, 128 took
+// 100), and what makes a password guessable shows in its first 32.
+const strengthRunes = 32
+
+// minStrength is the lowest zxcvbn score accepted: 2 ("somewhat
+// guessable") still refuses every common password, keyboard walk and
+// dictionary word with digits, which is what NIST SP 800-63B asks to
+// refuse, while passphrases of a few words pass easily.
+const minStrength = 2
+
+// checkPassword applies NIST SP 800-63B: 8 to 128 characters, anything
+// allowed (spaces too, for passphrases), but not only white space, and not
+// a password that is common or easy to guess, as github.com/trustelem/
+// zxcvbn estimates it with related (the email, the display name) counted
+// as known to the attacker.
+func checkPassword(v *ValidationError, field, pw string, related ...string) {
 	n := utf8.RuneCountInString(pw)
 	switch {
 	case !utf8.ValidString(pw):
 		v.add(field, "must be valid UTF-8")
 	case n < MinPasswordLen || n > MaxPasswordLen:
 		v.add(field, fmt.Sprintf("must be %d to %d characters", MinPasswordLen, MaxPasswordLen))
+	case strings.TrimSpace(pw) == "":
+		v.add(field, "must not be only white space")
+	default:
+		prefix := pw
+		if n > strengthRunes {
+			prefix = string([]rune(pw)[:strengthRunes])
+		}
+		var inputs []string
+		for _, r := range related {
+			if r != "" {
+				inputs = append(inputs, r)
+			}
+		}
+		if zxcvbn.PasswordStrength(prefix, inputs).Score < minStrength {
+			v.add(field, "too easy to guess: a common password, a pattern, or close to the email or name; a few unrelated words make a strong passphrase")
+		}
 	}
 }
 
-func checkDisplayName(v *ValidationError, field, name string) {
+// maxCombiningMarks bounds the marks stacked on one character: enough for
+// any real script, far too few for text that spills over the lines above
+// and below it.
+const maxCombiningMarks = 4
+
+// checkDisplayName enforces the PRECIS Nickname profile (RFC 8266,
+// golang.org/x/text/secure/precis): NFKC, one space between words, and no
+// control, format (bidi override, zero width) or unassigned characters.
+// It returns the enforced form, which is what is stored.
+func checkDisplayName(v *ValidationError, field, name string) string {
 	switch {
 	case !utf8.ValidString(name):
 		v.add(field, "must be valid UTF-8")
+		return ""
 	case utf8.RuneCountInString(name) > MaxDisplayNameLen:
 		v.add(field, fmt.Sprintf("must be at most %d characters", MaxDisplayNameLen))
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		v.add(field, "must not contain control characters")
+		return ""
+	case strings.TrimSpace(name) == "":
+		return ""
 	}
+	out, err := precis.Nickname.String(name)
+	if err != nil {
+		v.add(field, "must not contain control, invisible (bidi, zero width) or unassigned characters")
+		return ""
+	}
+	marks := 0
+	for _, r := range out {
+		if unicode.In(r, unicode.Mn, unicode.Me) {
+			if marks++; marks > maxCombiningMarks {
+				v.add(field, fmt.Sprintf("at most %d combining marks on one character", maxCombiningMarks))
+				return ""
+			}
+			continue
+		}
+		marks = 0
+	}
+	return out
 }
 
 // MaxRoles is the most roles a request may list: every role name there is

@@ -262,20 +262,20 @@ func TestCreateUser(t *testing.T) {
 		code       codes.Code
 		violations []string
 	}{
-		{name: "email taken, other case", req: &userv1.CreateUserRequest{Email: "ALICE@example.COM", Password: "password1"}, code: codes.AlreadyExists},
+		{name: "email taken, other case", req: &userv1.CreateUserRequest{Email: "ALICE@example.COM", Password: "velvet anchor 42"}, code: codes.AlreadyExists},
 		{name: "everything wrong", req: &userv1.CreateUserRequest{Email: "not-an-email", Password: "short", DisplayName: strings.Repeat("x", 101)}, code: codes.InvalidArgument, violations: []string{"display_name", "email", "password"}},
-		{name: "display name form", req: &userv1.CreateUserRequest{Email: "Bob <bob@example.com>", Password: "password1"}, code: codes.InvalidArgument, violations: []string{"email"}},
+		{name: "display name form", req: &userv1.CreateUserRequest{Email: "Bob <bob@example.com>", Password: "velvet anchor 42"}, code: codes.InvalidArgument, violations: []string{"email"}},
 		{name: "empty", req: &userv1.CreateUserRequest{}, code: codes.InvalidArgument, violations: []string{"email", "password"}},
 		{name: "password too long", req: &userv1.CreateUserRequest{Email: "long@example.com", Password: strings.Repeat("p", 129)}, code: codes.InvalidArgument, violations: []string{"password"}},
-		{name: "control characters", req: &userv1.CreateUserRequest{Email: "ctl@example.com", Password: "password1", DisplayName: "a\x00b"}, code: codes.InvalidArgument, violations: []string{"display_name"}},
-		{name: "unknown role", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "r@example.com", Password: "password1", Roles: []string{"root"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
-		{name: "service role is not assignable", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "svc@example.com", Password: "password1", Roles: []string{"service"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
-		{name: "token of a user that does not exist", ctx: e.as(uuid.NewString(), "admin"), req: &userv1.CreateUserRequest{Email: "ghost@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.Unauthenticated},
-		{name: "token claiming admin for a plain user", ctx: e.as(u.GetId(), "admin"), req: &userv1.CreateUserRequest{Email: "claims@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
-		{name: "roles need admin", req: &userv1.CreateUserRequest{Email: "sneaky@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
-		{name: "roles need admin even signed in", ctx: e.as(u.GetId()), req: &userv1.CreateUserRequest{Email: "sneaky2@example.com", Password: "password1", Roles: []string{"admin"}}, code: codes.PermissionDenied},
-		{name: "bad token on public method", ctx: authntest.BearerContext(context.Background(), "garbage"), req: &userv1.CreateUserRequest{Email: "g@example.com", Password: "password1"}, code: codes.Unauthenticated},
-		{name: "admin assigns roles", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "ops@example.com", Password: "password1", Roles: []string{"admin", "admin"}}, code: codes.OK},
+		{name: "control characters", req: &userv1.CreateUserRequest{Email: "ctl@example.com", Password: "velvet anchor 42", DisplayName: "a\x00b"}, code: codes.InvalidArgument, violations: []string{"display_name"}},
+		{name: "unknown role", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "r@example.com", Password: "velvet anchor 42", Roles: []string{"root"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
+		{name: "service role is not assignable", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "svc@example.com", Password: "velvet anchor 42", Roles: []string{"service"}}, code: codes.InvalidArgument, violations: []string{"roles"}},
+		{name: "token of a user that does not exist", ctx: e.as(uuid.NewString(), "admin"), req: &userv1.CreateUserRequest{Email: "ghost@example.com", Password: "velvet anchor 42", Roles: []string{"admin"}}, code: codes.Unauthenticated},
+		{name: "token claiming admin for a plain user", ctx: e.as(u.GetId(), "admin"), req: &userv1.CreateUserRequest{Email: "claims@example.com", Password: "velvet anchor 42", Roles: []string{"admin"}}, code: codes.PermissionDenied},
+		{name: "roles need admin", req: &userv1.CreateUserRequest{Email: "sneaky@example.com", Password: "velvet anchor 42", Roles: []string{"admin"}}, code: codes.PermissionDenied},
+		{name: "roles need admin even signed in", ctx: e.as(u.GetId()), req: &userv1.CreateUserRequest{Email: "sneaky2@example.com", Password: "velvet anchor 42", Roles: []string{"admin"}}, code: codes.PermissionDenied},
+		{name: "bad token on public method", ctx: authntest.BearerContext(context.Background(), "garbage"), req: &userv1.CreateUserRequest{Email: "g@example.com", Password: "velvet anchor 42"}, code: codes.Unauthenticated},
+		{name: "admin assigns roles", ctx: e.admin(), req: &userv1.CreateUserRequest{Email: "ops@example.com", Password: "velvet anchor 42", Roles: []string{"admin", "admin"}}, code: codes.OK},
 		{name: "max lengths accepted", req: &userv1.CreateUserRequest{Email: "max@example.com", Password: strings.Repeat("é", 128), DisplayName: strings.Repeat("名", 100)}, code: codes.OK},
 	}
 	for _, tt := range tests {
@@ -314,12 +314,12 @@ func TestCreateUser(t *testing.T) {
 
 func TestSignupDisabled(t *testing.T) {
 	e := startApp(t, "ALLOW_SIGNUP=false")
-	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
+	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.Unauthenticated)
 	plain := e.insert("plain@example.com")
-	_, err = e.client.CreateUser(e.as(plain.ID), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
+	_, err = e.client.CreateUser(e.as(plain.ID), &userv1.CreateUserRequest{Email: "a@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.PermissionDenied)
-	_, err = e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "password1"})
+	_, err = e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "a@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.OK)
 }
 
@@ -495,7 +495,7 @@ func TestUpdateUser(t *testing.T) {
 // user and address (with a retry delay); success ends every session, the
 // caller's included.
 func TestChangePassword(t *testing.T) {
-	e := startApp(t, "PASSWORD_CHANGE_RATE=2")
+	e := startApp(t, "PASSWORD_CHANGE_RATE=4")
 	alice, bob := e.signup("alice@example.com"), e.signup("bob@example.com")
 	self := e.as(alice.GetId())
 	tests := []struct {
@@ -531,9 +531,10 @@ func TestChangePassword(t *testing.T) {
 	if _, err := e.client.GetUser(fresh, &userv1.GetUserRequest{Id: alice.GetId()}); err != nil {
 		t.Fatalf("a token at the new session version: %v", err)
 	}
-	// The limit counts failures only: two a minute per user and address
-	// (one used above; the success was given back), then ResourceExhausted
-	// with a retry delay, even with the right password.
+	// The limit counts failures only: four a minute per user and address
+	// (three used above: the two malformed requests, whose check costs
+	// too, and the wrong password; the success was given back), then
+	// ResourceExhausted with a retry delay, even with the right password.
 	_, err := e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a guess", NewPassword: "yet another one"})
 	wantCode(t, err, codes.InvalidArgument)
 	_, err = e.client.ChangePassword(fresh, &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "a new password", NewPassword: "yet another one"})
@@ -553,12 +554,12 @@ func TestSignupLimit(t *testing.T) {
 	e := startApp(t, "SIGNUP_RATE_PER_ADDR=2")
 	e.signup("one@example.com")
 	e.signup("two@example.com")
-	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "three@example.com", Password: "password1"})
+	_, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "three@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.ResourceExhausted)
 	if d, ok := rpcerr.RetryDelay(err); !ok || d != 30*time.Second {
 		t.Errorf("RetryInfo = %v, %v; want 30s (two a minute)", d, ok)
 	}
-	if _, err := e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "by-admin@example.com", Password: "password1"}); err != nil {
+	if _, err := e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "by-admin@example.com", Password: "velvet anchor 42"}); err != nil {
 		t.Fatalf("admin create during the sign-up limit: %v", err)
 	}
 }
@@ -607,7 +608,7 @@ func TestInternalErrorsLogTheirCause(t *testing.T) {
 	}
 	_, err := e.client.GetUser(e.as(alice.GetId()), &userv1.GetUserRequest{Id: alice.GetId()})
 	wantCode(t, err, codes.Internal)
-	_, err = e.client.CreateUser(e.as(alice.GetId()), &userv1.CreateUserRequest{Email: "new@example.com", Password: "password1"})
+	_, err = e.client.CreateUser(e.as(alice.GetId()), &userv1.CreateUserRequest{Email: "new@example.com", Password: "velvet anchor 42"})
 	wantCode(t, err, codes.Internal)
 	if strings.Contains(err.Error(), "roles") {
 		t.Errorf("the client's message names the cause: %v", err)
@@ -761,3 +762,67 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// TestInputThatMeansOneThing replays the weak and look-alike input that
+// used to be accepted: guessable passwords, emails that look identical but
+// were distinct accounts, display names that reorder or hide text.
+func TestInputThatMeansOneThing(t *testing.T) {
+	e := startApp(t)
+	strong := "velvet anchor 42"
+	if _, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "müller@example.com", Password: strong}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		req   *userv1.CreateUserRequest
+		code  codes.Code
+		field string
+	}{
+		{"digits", &userv1.CreateUserRequest{Email: "a@example.com", Password: "12345678"}, codes.InvalidArgument, "password"},
+		{"the word password", &userv1.CreateUserRequest{Email: "a@example.com", Password: "password"}, codes.InvalidArgument, "password"},
+		{"eight spaces", &userv1.CreateUserRequest{Email: "a@example.com", Password: "        "}, codes.InvalidArgument, "password"},
+		{"the email as password", &userv1.CreateUserRequest{Email: "zebulon.q@example.com", Password: "zebulon.q@example.com"}, codes.InvalidArgument, "password"},
+		{"fullwidth letters", &userv1.CreateUserRequest{Email: "ａｄａ@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"a Cyrillic a among Latin", &userv1.CreateUserRequest{Email: "\u0430da@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"a Cyrillic o in the domain", &userv1.CreateUserRequest{Email: "ada@ex\u043ample.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"an IP literal", &userv1.CreateUserRequest{Email: "user@[127.0.0.1]", Password: strong}, codes.InvalidArgument, "email"},
+		{"a zero width space", &userv1.CreateUserRequest{Email: "ad\u200ba@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"NFD of an existing NFC address", &userv1.CreateUserRequest{Email: "mu\u0308ller@example.com", Password: strong}, codes.AlreadyExists, ""},
+		{"right-to-left override", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "admin\u202egnp.exe"}, codes.InvalidArgument, "display_name"},
+		{"zero width space", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "Ad\u200ba"}, codes.InvalidArgument, "display_name"},
+		{"100 combining marks", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "Z" + strings.Repeat("\u0301", 99)}, codes.InvalidArgument, "display_name"},
+		{"5 combining marks", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "Z" + strings.Repeat("\u0301\u0300", 3)}, codes.InvalidArgument, "display_name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := e.client.CreateUser(context.Background(), tt.req)
+			if tt.field != "" {
+				if got := violations(t, err); !slices.Equal(got, []string{tt.field}) {
+					t.Fatalf("violations = %v, want [%s]", got, tt.field)
+				}
+				return
+			}
+			wantCode(t, err, tt.code)
+		})
+	}
+	// What is accepted, and how it is stored: a long passphrase, a
+	// Cyrillic address (one script per part), a Japanese name, a name in
+	// fullwidth letters and spaced out, stored in its one canonical form.
+	for _, ok := range []struct{ email, password, name, wantEmail, wantName string }{
+		{"Long@Example.com", strings.Repeat("a long passphrase is fine ", 5)[:128], "Zoë  Ünal ", "long@example.com", "Zoë Ünal"},
+		{"иван@example.com", strong, "山田 太郎", "иван@example.com", "山田 太郎"},
+		{"full@example.com", strong, "ｆｕｌｌ width", "full@example.com", "full width"},
+	} {
+		resp, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: ok.email, Password: ok.password, DisplayName: ok.name})
+		if err != nil {
+			t.Fatalf("%s: %v", ok.email, err)
+		}
+		if resp.GetUser().GetEmail() != ok.wantEmail || resp.GetUser().GetDisplayName() != ok.wantName {
+			t.Errorf("stored %q / %q, want %q / %q", resp.GetUser().GetEmail(), resp.GetUser().GetDisplayName(), ok.wantEmail, ok.wantName)
+		}
+	}
+	// Logging in is by the same canonical form.
+	if _, err := e.client.VerifyPassword(e.service(), &userv1.VerifyPasswordRequest{Email: "MU\u0308LLER@example.com", Password: strong}); err != nil {
+		t.Errorf("the NFD, upper-case spelling does not find the account: %v", err)
+	}
+}

@@ -62,19 +62,19 @@ func TestRequestCostIsBounded(t *testing.T) {
 		hashes float64
 	}{
 		{"CreateUser, admin, 200k roles", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "r@example.com", Password: "password1", Roles: many("x", 200_000)}, o...)
+			_, err := e.client.CreateUser(e.admin(), &userv1.CreateUserRequest{Email: "r@example.com", Password: "velvet anchor 42", Roles: many("x", 200_000)}, o...)
 			return err
 		}, 0},
 		{"CreateUser, anonymous, 200k roles", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: "r@example.com", Password: "password1", Roles: many("admin", 200_000)}, o...)
+			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: "r@example.com", Password: "velvet anchor 42", Roles: many("admin", 200_000)}, o...)
 			return err
 		}, 0},
 		{"CreateUser, 1 MiB email", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: big, Password: "password1", DisplayName: "x"}, o...)
+			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: big, Password: "velvet anchor 42", DisplayName: "x"}, o...)
 			return err
 		}, 0},
 		{"CreateUser, accepted", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ok@example.com", Password: strings.Repeat("p", 128), DisplayName: strings.Repeat("n", 100)}, o...)
+			_, err := e.client.CreateUser(ctx, &userv1.CreateUserRequest{Email: "ok@example.com", Password: strings.Repeat("velvet anchor 42 ", 8)[:128], DisplayName: strings.Repeat("n", 100)}, o...)
 			return err
 		}, 1},
 		{"UpdateUser, 200k unknown paths", func(ctx context.Context, o ...grpc.CallOption) error {
@@ -95,7 +95,7 @@ func TestRequestCostIsBounded(t *testing.T) {
 			return err
 		}, 1},
 		{"ChangePassword, accepted", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.ChangePassword(e.as(alice.GetId()), &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse", NewPassword: strings.Repeat("q", 128)}, o...)
+			_, err := e.client.ChangePassword(e.as(alice.GetId()), &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse", NewPassword: strings.Repeat("quartz lamp 7 ", 10)[:128]}, o...)
 			return err
 		}, 2},
 		{"ChangePassword, 1 MiB current password", func(ctx context.Context, o ...grpc.CallOption) error {

@@ -67,7 +67,7 @@ func TestReadinessFollowsDatabase(t *testing.T) {
 	if c := status.Code(err); c != codes.Unavailable {
 		t.Errorf("GetUser while the database is down: %v, want Unavailable", err)
 	}
-	_, err = e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "lost@example.com", Password: "password1"})
+	_, err = e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "lost@example.com", Password: "velvet anchor 42"})
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("CreateUser while the database is down: %v, want Unavailable", err)
 	}
@@ -79,7 +79,7 @@ func TestReadinessFollowsDatabase(t *testing.T) {
 		t.Fatalf("after recovery: %v, %v", got.GetUser(), err)
 	}
 	// A call refused during the outage left nothing behind.
-	if _, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "lost@example.com", Password: "password1"}); err != nil {
+	if _, err := e.client.CreateUser(context.Background(), &userv1.CreateUserRequest{Email: "lost@example.com", Password: "velvet anchor 42"}); err != nil {
 		t.Errorf("re-creating the user refused during the outage: %v", err)
 	}
 }
