@@ -11,13 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
 // Validator is implemented by configs that check cross-field rules after
@@ -175,21 +176,10 @@ func display(v reflect.Value) string {
 	case fmt.Stringer:
 		return x.String()
 	case string:
-		return RedactURL(x)
+		// Every string, not only URL-shaped ones: a key=value DSN or a
+		// password in a query parameter is a string too.
+		return redact.URL(x)
 	default:
 		return fmt.Sprint(x)
 	}
-}
-
-// RedactURL masks the password of a URL-shaped value and returns anything
-// else unchanged.
-func RedactURL(s string) string {
-	if !strings.Contains(s, "://") {
-		return s
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
 }

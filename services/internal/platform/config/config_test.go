@@ -112,6 +112,31 @@ func TestAttrsMaskSecrets(t *testing.T) {
 	}
 }
 
+// TestAttrsMaskEveryDSNForm: the start-up log of DATABASE_URL, whatever
+// form the URL takes. Before, config had its own redactor, and each of
+// these printed the password.
+func TestAttrsMaskEveryDSNForm(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://app@db/users?sslmode=require&password=s3kr1t",
+		"postgres://app:s3k%25r%231t@db/users",
+		"postgres://app:s3k#r1t@db/users",
+		"host=db user=app password=s3kr1t dbname=users",
+		"postgres://app:s3k/r1t@db/users",
+	} {
+		s := sample{}
+		if err := Load(&s, []string{"DATABASE_URL=" + dsn}); err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		slog.New(slog.NewJSONHandler(&b, nil)).Log(context.Background(), slog.LevelInfo, "config", Attrs(&s)...)
+		for _, leak := range []string{"s3k", "r1t"} {
+			if strings.Contains(b.String(), leak) {
+				t.Errorf("%s: config log leaks %q: %s", dsn, leak, b.String())
+			}
+		}
+	}
+}
+
 func TestSecretNeverPrints(t *testing.T) {
 	s := Secret("topsecret")
 	for _, got := range []string{s.String(), s.LogValue().String()} {

@@ -15,9 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
 // Dialect names the SQL dialect behind a DB.
@@ -30,14 +33,33 @@ const (
 	DialectPostgres Dialect = "postgres"
 )
 
+// AcceptedURLs names the forms of database URL Open takes, for messages.
+const AcceptedURLs = "postgres://..., postgresql://..., sqlite://PATH, sqlite:PATH, file:PATH (an SQLite URI) or a plain file path"
+
+// scheme is a URL scheme at the start of a string (RFC 3986).
+var scheme = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*):`)
+
 // DialectOf reports which dialect Open picks for url: PostgreSQL for
-// postgres:// and postgresql:// URLs, SQLite for anything else.
-func DialectOf(url string) Dialect {
-	lower := strings.ToLower(url)
-	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
-		return DialectPostgres
+// postgres:// and postgresql:// URLs, SQLite for sqlite:, file: and plain
+// paths. Any other scheme is an error rather than a file name: before,
+// DATABASE_URL=mysql://x (or a typo like postgress://) quietly created an
+// SQLite file named "mysql:/x" and reported SERVING.
+func DialectOf(url string) (Dialect, error) {
+	m := scheme.FindStringSubmatch(url)
+	if m == nil {
+		return DialectSQLite, nil // a plain path
 	}
-	return DialectSQLite
+	switch strings.ToLower(m[1]) {
+	case "postgres", "postgresql":
+		if !strings.HasPrefix(url[len(m[0]):], "//") {
+			return "", fmt.Errorf("%s: URL is not %s://host/database; accepted: %s", m[1], m[1], AcceptedURLs)
+		}
+		return DialectPostgres, nil
+	case "sqlite", "file":
+		return DialectSQLite, nil
+	default:
+		return "", fmt.Errorf("unknown scheme %q; accepted: %s", m[1]+":", AcceptedURLs)
+	}
 }
 
 // DB is an open, migrated database.
@@ -66,8 +88,11 @@ type DB struct {
 // database wraps the driver error, so IsUnavailable reports it and callers
 // can decide to retry.
 func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
-	db := &DB{dialect: DialectOf(url), url: RedactURL(url)}
-	var err error
+	dialect, err := DialectOf(url)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	db := &DB{dialect: dialect, url: redact.URL(url)}
 	switch db.dialect {
 	case DialectPostgres:
 		db.sql, err = openPostgres(ctx, url)
@@ -168,7 +193,7 @@ func (e *sanitizedError) Unwrap() error { return e.err }
 func wrapf(err error, secret, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...) + ": " + err.Error()
 	if secret != "" {
-		msg = strings.ReplaceAll(msg, secret, redacted)
+		msg = strings.ReplaceAll(msg, secret, redact.Mask)
 	}
 	return &sanitizedError{msg: msg, err: err}
 }

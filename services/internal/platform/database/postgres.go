@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
 // defaultConnectTimeout bounds one connection attempt when the URL sets no
@@ -16,7 +18,7 @@ import (
 const defaultConnectTimeout = 2 * time.Second
 
 func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
-	safe := RedactURL(raw)
+	safe := redact.URL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
 		// Without a parse we cannot tell which part is the password, so

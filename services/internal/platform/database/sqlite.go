@@ -3,7 +3,9 @@ package database
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
 // sqliteDefaults are applied unless the URL sets the key or its alias.
@@ -80,21 +84,55 @@ func parseSQLiteURL(raw string) (sqliteTarget, error) {
 	return t, nil
 }
 
+// keepPrivate makes the database file exist with mode 0600 before SQLite
+// opens it (SQLite creates it 0644 otherwise, whatever the data: here,
+// password hashes and session records), and takes group and other access
+// away from an existing file and its -wal and -shm companions. SQLite
+// gives those companions the database file's own mode when it creates
+// them.
+func keepPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, info.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("make %s private: %w", filepath.Base(p), err)
+			}
+		}
+	}
+	return nil
+}
+
 func openSQLite(ctx context.Context, raw string) (*sql.DB, error) {
 	t, err := parseSQLiteURL(raw)
 	if err != nil {
-		return nil, fmt.Errorf("database: SQLite URL %s: %w", RedactURL(raw), err)
+		return nil, fmt.Errorf("database: SQLite URL %s: %w", redact.URL(raw), err)
 	}
 	if !t.memory {
 		if dir := filepath.Dir(t.path); dir != "." {
-			if err := os.MkdirAll(dir, 0o750); err != nil {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return nil, fmt.Errorf("database: create directory for SQLite database: %w", err)
 			}
+		}
+		if err := keepPrivate(t.path); err != nil {
+			return nil, fmt.Errorf("database: SQLite %s: %w", redact.URL(raw), err)
 		}
 	}
 	db, err := sql.Open("sqlite", t.dsn)
 	if err != nil {
-		return nil, fmt.Errorf("database: open SQLite %s: %w", RedactURL(raw), err)
+		return nil, fmt.Errorf("database: open SQLite %s: %w", redact.URL(raw), err)
 	}
 	// WAL serves readers in parallel and queues writers on the busy
 	// timeout, so a few connections help reads without making writes fail.
@@ -110,7 +148,7 @@ func openSQLite(ctx context.Context, raw string) (*sql.DB, error) {
 	db.SetConnMaxIdleTime(0)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("database: open SQLite %s: %w", RedactURL(raw), err)
+		return nil, fmt.Errorf("database: open SQLite %s: %w", redact.URL(raw), err)
 	}
 	return db, nil
 }

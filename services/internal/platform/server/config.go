@@ -40,6 +40,17 @@ type Config struct {
 	// KeepaliveMinTime is the shortest client ping interval tolerated;
 	// clients pinging more often are disconnected (GOAWAY too_many_pings).
 	KeepaliveMinTime time.Duration `env:"GRPC_KEEPALIVE_MIN_TIME" envDefault:"10s"`
+
+	// The HTTP port (metrics, JWKS) serves small, quick answers, so a
+	// client holding a connection idle or sending a body a byte at a time
+	// is cut off, and the connections open at once are capped: without
+	// that, 239 idle connections under a 256-descriptor limit made the
+	// gRPC port fail to accept. The write timeout is extended per request
+	// for pprof's profile and trace, which run for their "seconds".
+	HTTPReadTimeout  time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	HTTPIdleTimeout  time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	HTTPMaxConns     int           `env:"HTTP_MAX_CONNECTIONS" envDefault:"64"`
 }
 
 // Validate rejects settings that would make the server unsafe or unable
@@ -58,6 +69,9 @@ func (c Config) Validate() error {
 		"GRPC_MAX_CONNECTION_AGE":  c.MaxConnectionAge,
 		"GRPC_MAX_CONNECTION_IDLE": c.MaxConnectionIdle,
 		"GRPC_KEEPALIVE_MIN_TIME":  c.KeepaliveMinTime,
+		"HTTP_READ_TIMEOUT":        c.HTTPReadTimeout,
+		"HTTP_WRITE_TIMEOUT":       c.HTTPWriteTimeout,
+		"HTTP_IDLE_TIMEOUT":        c.HTTPIdleTimeout,
 	}
 	for name, d := range positive {
 		if d <= 0 {
@@ -69,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRecvMsgBytes < 1024 || c.MaxRecvMsgBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("GRPC_MAX_RECV_MSG_BYTES must be between 1024 and 67108864, got %d", c.MaxRecvMsgBytes))
+	}
+	if c.HTTPMaxConns < 1 {
+		errs = append(errs, fmt.Errorf("HTTP_MAX_CONNECTIONS must be positive, got %d", c.HTTPMaxConns))
 	}
 	if c.MaxConcurrentStreams == 0 {
 		errs = append(errs, errors.New("GRPC_MAX_CONCURRENT_STREAMS must be positive"))

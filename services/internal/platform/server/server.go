@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -149,12 +151,26 @@ func New(cfg Config, o Options) *Server {
 	s.HTTP.Handle("GET /metrics", o.Metrics.Handler())
 	if cfg.Pprof {
 		s.HTTP.HandleFunc("/debug/pprof/", pprof.Index)
-		s.HTTP.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		s.HTTP.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s.HTTP.HandleFunc("/debug/pprof/profile", longWrite(pprof.Profile))
+		s.HTTP.HandleFunc("/debug/pprof/trace", longWrite(pprof.Trace))
 		s.HTTP.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		s.HTTP.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	}
 	return s
+}
+
+// longWrite lets a pprof handler that runs for ?seconds= (default 30, as
+// net/http/pprof) write past the HTTP write timeout: the profile is only
+// sent when it ends.
+func longWrite(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		secs, err := strconv.Atoi(r.FormValue("seconds"))
+		if err != nil || secs <= 0 {
+			secs = 30
+		}
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(min(secs, 600))*time.Second + 30*time.Second))
+		h(w, r)
+	}
 }
 
 // isProbe reports whether a method is health or reflection traffic, which
@@ -192,7 +208,16 @@ func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
 	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	s.setReady(s.checkAll(ctx) == nil)
 
-	httpSrv := &http.Server{Handler: s.HTTP, ReadHeaderTimeout: 5 * time.Second}
+	httpSrv := &http.Server{
+		Handler:           s.HTTP,
+		ReadHeaderTimeout: min(5*time.Second, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      s.cfg.HTTPWriteTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+	}
+	// Past the cap, new connections wait in the kernel's backlog until
+	// one closes; the descriptors stay for the gRPC port.
+	hl = netutil.LimitListener(hl, s.cfg.HTTPMaxConns)
 	errc := make(chan error, 2)
 	go func() {
 		if err := s.GRPC.Serve(gl); err != nil {

@@ -88,6 +88,7 @@ func testConfig() Config {
 		DrainDelay: 200 * time.Millisecond, ShutdownTimeout: 5 * time.Second, ReadinessInterval: 50 * time.Millisecond,
 		MaxRecvMsgBytes: 64 << 10, MaxConcurrentStreams: 100, MaxHeaderListBytes: 16 << 10,
 		MaxConnectionAge: time.Minute, MaxConnectionGrace: time.Minute, MaxConnectionIdle: time.Minute, KeepaliveMinTime: 10 * time.Second,
+		HTTPReadTimeout: 10 * time.Second, HTTPWriteTimeout: 30 * time.Second, HTTPIdleTimeout: time.Minute, HTTPMaxConns: 64,
 	}
 }
 
@@ -274,6 +275,68 @@ grpc_requests_total{code="OK",method="Sleep",service="test.v1.Testing"} 1
 
 // counterValue reads one series from the registry, so the test does not
 // depend on middleware internals.
+// TestHTTPPortHoldsNoConnectionForever: an idle keep-alive connection is
+// closed after HTTP_IDLE_TIMEOUT, a body sent a byte at a time after
+// HTTP_READ_TIMEOUT, and past HTTP_MAX_CONNECTIONS the port accepts no
+// more (they wait) while the gRPC port keeps answering. Before, idle and
+// slow connections were held for ever and had no cap, and 239 of them made
+// gRPC fail to accept under a 256-descriptor limit.
+func TestHTTPPortHoldsNoConnectionForever(t *testing.T) {
+	cfg := testConfig()
+	cfg.HTTPIdleTimeout, cfg.HTTPReadTimeout, cfg.HTTPMaxConns = 300*time.Millisecond, 300*time.Millisecond, 4
+	h := start(t, cfg)
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", h.httpAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				var ne net.Error
+				return !errors.As(err, &ne) || !ne.Timeout()
+			}
+		}
+	}
+
+	idle := dial()
+	if _, err := io.WriteString(idle, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if !closedWithin(idle, 3*time.Second) {
+		t.Error("an idle keep-alive connection is still open after 3s")
+	}
+	slow := dial()
+	if _, err := io.WriteString(slow, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nx"); err != nil {
+		t.Fatal(err)
+	}
+	if !closedWithin(slow, 3*time.Second) {
+		t.Error("a body sent a byte at a time is still being read after 3s")
+	}
+
+	// Four silent connections fill the port; a fifth is not served...
+	cfg.HTTPIdleTimeout, cfg.HTTPReadTimeout = time.Minute, time.Minute
+	h = start(t, cfg)
+	for range 4 {
+		dial()
+	}
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	if resp, err := client.Get("http://" + h.httpAddr + "/metrics"); err == nil {
+		_ = resp.Body.Close()
+		t.Error("a fifth connection was served past HTTP_MAX_CONNECTIONS=4")
+	}
+	// ...while gRPC answers.
+	if got := h.health(t, ""); got != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health with the HTTP port full = %v", got)
+	}
+}
+
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()

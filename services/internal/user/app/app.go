@@ -23,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
@@ -72,7 +73,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	if a.db, err = database.Open(ctx, cfg.DatabaseURL, store.Migrations); err != nil {
-		return nil, fmt.Errorf("DATABASE_URL %s: %w", database.RedactURL(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("DATABASE_URL %s: %w", redact.URL(cfg.DatabaseURL), err)
 	}
 	if a.keys, err = openKeySet(ctx, cfg, a.log); err != nil {
 		return nil, err

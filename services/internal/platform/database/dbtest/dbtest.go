@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
 // Environment variables that control the PostgreSQL half of Each.
@@ -137,7 +138,7 @@ func PostgresURL(t *testing.T) string {
 func withDatabase(serverURL, name string) (string, error) {
 	u, err := url.Parse(serverURL)
 	if err != nil {
-		return "", fmt.Errorf("%s is not a URL: %s", PostgresURLEnv, database.RedactURL(serverURL))
+		return "", fmt.Errorf("%s is not a URL: %s", PostgresURLEnv, redact.URL(serverURL))
 	}
 	u.Path = "/" + name
 	u.RawPath = ""

@@ -1,4 +1,7 @@
-package database
+// Package redact masks secrets in connection strings before they reach a
+// log line or an error message: the one redactor every service and every
+// platform package uses, so no second, weaker copy can leak a password.
+package redact
 
 import (
 	"net/url"
@@ -6,17 +9,21 @@ import (
 	"strings"
 )
 
-const redacted = "xxxxx"
+// Mask replaces every secret.
+const Mask = "xxxxx"
 
 // secretParam matches key=value pairs whose key names a secret, in a URL
 // query or a key/value connection string.
 var secretParam = regexp.MustCompile(`(?i)\b([a-z_]*(?:pass|secret|token)[a-z_]*=)[^&\s]*`)
 
-// RedactURL returns url with any password masked, for logs and error
-// messages: the password in the user info and the values of query
-// parameters such as password= or sslpassword=. Input that does not parse
-// as a URL is masked generously rather than risk printing a secret.
-func RedactURL(raw string) string {
+// URL returns raw with any password masked, for logs and error messages:
+// the password in the user info (escaped or not, whatever characters it
+// holds), the values of query parameters such as password= or
+// sslpassword=, and the secret-looking pairs of a key=value connection
+// string ("host=db password=..."). Input that does not parse as a URL is
+// masked generously rather than risk printing a secret; anything without
+// a secret is returned unchanged.
+func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" || strings.Contains(u.Path+u.RawQuery+u.Fragment+u.Opaque, "@") {
 		// An unescaped '/', '?' or '#' in a password makes the parser split
@@ -27,7 +34,7 @@ func RedactURL(raw string) string {
 	changed := false
 	if u.User != nil {
 		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), redacted)
+			u.User = url.UserPassword(u.User.Username(), Mask)
 			changed = true
 		}
 	}
@@ -38,7 +45,7 @@ func RedactURL(raw string) string {
 		}
 		for k := range q {
 			if secretParam.MatchString(k + "=") {
-				q[k] = []string{redacted}
+				q[k] = []string{Mask}
 				changed = true
 			}
 		}
@@ -60,10 +67,10 @@ func redactText(s string) string {
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			userinfo := rest[:at]
 			if colon := strings.Index(userinfo, ":"); colon >= 0 {
-				userinfo = userinfo[:colon+1] + redacted
+				userinfo = userinfo[:colon+1] + Mask
 			}
 			s = s[:i+3] + userinfo + rest[at:]
 		}
 	}
-	return secretParam.ReplaceAllString(s, "${1}"+redacted)
+	return secretParam.ReplaceAllString(s, "${1}"+Mask)
 }
