@@ -39,7 +39,7 @@ build: ## Build the service binaries into ./bin
 ##@ Test
 
 .PHONY: test
-test: proto-check fmt-check vet lint test-go fuzz-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, chart and manifest validation
+test: proto-check fmt-check vet lint test-go fuzz-short abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, the short abuse replay, chart and manifest validation
 
 .PHONY: test-go
 test-go: ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set)
@@ -48,6 +48,14 @@ test-go: ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTG
 .PHONY: fuzz-short
 fuzz-short: ## Run every fuzz target for FUZZTIME (default 10s) each
 	hack/fuzz.sh $(FUZZTIME)
+
+.PHONY: abuse-short
+abuse-short: build ## Replay the hostile floods against both services on loopback, small (about 20 s)
+	go run ./hack/abuse -short -bin $(BIN)
+
+.PHONY: abuse
+abuse: build ## Replay the hostile floods against both services on loopback, full size (about a minute)
+	go run ./hack/abuse -bin $(BIN)
 
 .PHONY: fmt-check
 fmt-check: ## Fail if gofmt would change a file

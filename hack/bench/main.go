@@ -15,12 +15,7 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,11 +37,10 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/gatehouse-dev/gatehouse/hack/localproc"
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 )
@@ -233,7 +227,7 @@ func run(ctx context.Context, o options) error {
 	defer stopSink()
 
 	keys := filepath.Join(work, "keys")
-	if err := writeKey(keys, "bench"); err != nil {
+	if err := localproc.WriteKey(keys, "bench"); err != nil {
 		return err
 	}
 	otel := []string{
@@ -242,31 +236,34 @@ func run(ctx context.Context, o options) error {
 	}
 	common := append([]string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s", "PPROF_ENABLED=" + strconv.FormatBool(o.profile != "")}, otel...)
 	common = append(common, o.serverEnv...)
-	ports := freePorts(10)
+	ports, err := localproc.FreePorts(10)
+	if err != nil {
+		return err
+	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 
-	procs := map[string]*proc{}
+	procs := map[string]*localproc.Proc{}
 	defer func() {
 		for _, p := range procs {
-			p.stop()
+			p.Stop()
 		}
 	}()
 	start := func(name, bin string, args []string, env []string, grpcAddr, httpAddr string) error {
 		step("starting " + name)
-		p, err := startProc(filepath.Join(bins, bin), args, env, serverCPU, filepath.Join(work, name+".log"))
+		p, err := localproc.Start(filepath.Join(bins, bin), args, env, serverCPU, filepath.Join(work, name+".log"))
 		if err != nil {
 			return err
 		}
-		p.httpAddr = httpAddr
+		p.HTTPAddr = httpAddr
 		procs[name] = p
-		took, err := waitServing(grpcAddr, p)
+		took, err := localproc.WaitServing(grpcAddr, p)
 		if err != nil {
-			return fmt.Errorf("%s: %w (log %s)", name, err, p.logPath)
+			return fmt.Errorf("%s: %w (log %s)", name, err, p.LogPath)
 		}
 		rep.Startup[name] = ms(took)
 		time.Sleep(500 * time.Millisecond)
-		rep.IdleRSS[name] = rssMiB(p.cmd.Process.Pid)
-		rep.IdleRSSAnon[name] = statusField(p.cmd.Process.Pid, "RssAnon")
+		rep.IdleRSS[name] = localproc.RSSMiB(p.PID())
+		rep.IdleRSSAnon[name] = localproc.StatusField(p.PID(), "RssAnon")
 		return nil
 	}
 	if err := start("baseline", "baseline", []string{addr(0)}, nil, addr(0), ""); err != nil {
@@ -401,8 +398,8 @@ func run(ctx context.Context, o options) error {
 		var pids []int
 		var profiles sync.WaitGroup
 		for _, n := range s.pids {
-			pids = append(pids, procs[n].cmd.Process.Pid)
-			if !profile || procs[n].httpAddr == "" {
+			pids = append(pids, procs[n].PID())
+			if !profile || procs[n].HTTPAddr == "" {
 				continue
 			}
 			for _, kind := range []string{"profile", "allocs"} {
@@ -412,7 +409,7 @@ func run(ctx context.Context, o options) error {
 					// Starts after the warm-up, covers the measured window.
 					time.Sleep(o.warmup)
 					name := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(s.name) + "." + n + "." + kind + ".pprof"
-					if err := fetchProfile(procs[n].httpAddr, kind, o.duration, filepath.Join(o.profile, name)); err != nil {
+					if err := fetchProfile(procs[n].HTTPAddr, kind, o.duration, filepath.Join(o.profile, name)); err != nil {
 						fmt.Println("  profile:", err)
 					}
 				}()
@@ -536,15 +533,15 @@ func drive(ctx context.Context, conc, conns int, warmup, dur time.Duration, pids
 	}
 	time.Sleep(warmup)
 	for _, pid := range pids {
-		resetPeakRSS(pid)
+		localproc.ResetPeakRSS(pid)
 	}
-	cpu0 := cpuSeconds(pids)
+	cpu0 := localproc.CPUSeconds(pids)
 	t0 := time.Now()
 	measuring.Store(true)
 	time.Sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(t0)
-	cpu1 := cpuSeconds(pids)
+	cpu1 := localproc.CPUSeconds(pids)
 	close(stop)
 	wg.Wait()
 
@@ -563,7 +560,7 @@ func drive(ctx context.Context, conc, conns int, warmup, dur time.Duration, pids
 		r.CPUPerCall = (cpu1 - cpu0) / float64(r.Calls) * 1e6
 	}
 	for _, pid := range pids {
-		peak := peakRSSMiB(pid)
+		peak := localproc.PeakRSSMiB(pid)
 		r.PeakRSSMiB += peak
 		r.peaks = append(r.peaks, peak)
 	}
@@ -677,76 +674,6 @@ func seedUsers(ctx context.Context, client userv1.UserServiceClient, n int) erro
 	return nil
 }
 
-type proc struct {
-	cmd      *exec.Cmd
-	logPath  string
-	httpAddr string // "" for the baseline
-	done     chan struct{}
-}
-
-func startProc(bin string, args, env []string, cpu, logPath string) (*proc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	name, argv := bin, args
-	if cpu != "" {
-		name, argv = "taskset", append([]string{"-c", cpu, bin}, args...)
-	}
-	cmd := exec.Command(name, argv...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		_ = logf.Close()
-		return nil, err
-	}
-	p := &proc{cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); _ = logf.Close(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(unix.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-	}
-}
-
-// waitServing polls grpc.health.v1 every 2ms and returns the time from the
-// process start to the first SERVING answer.
-func waitServing(addr string, p *proc) (time.Duration, error) {
-	start := time.Now()
-	// grpc-go's default reconnect backoff starts at 1s, which would be
-	// measured instead of the server; retry connecting every few ms.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1, MaxDelay: 2 * time.Millisecond},
-			MinConnectTimeout: 100 * time.Millisecond,
-		}))
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	h := healthpb.NewHealthClient(conn)
-	for time.Since(start) < 20*time.Second {
-		select {
-		case <-p.done:
-			return 0, errors.New("exited before SERVING")
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return time.Since(start), nil
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return 0, errors.New("not SERVING within 20s")
-}
-
 // otlpSink is a local OTLP/gRPC trace receiver that counts and drops spans,
 // so tracing costs what it costs in production without a collector.
 type traceSink struct {
@@ -799,83 +726,6 @@ func fetchProfile(httpAddr, kind string, d time.Duration, path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-func writeKey(dir, kid string) error {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, kid+".pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
-}
-
-func freePorts(n int) []int {
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return ports
-}
-
-// cpuSeconds sums user+system CPU time of the processes (and, through
-// taskset's exec, the servers themselves).
-func cpuSeconds(pids []int) float64 {
-	var total float64
-	tick := 100.0 // USER_HZ on Linux
-	for _, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// Fields after the parenthesised command name.
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(fields) > 12 {
-			u, _ := strconv.ParseFloat(fields[11], 64)
-			st, _ := strconv.ParseFloat(fields[12], 64)
-			total += (u + st) / tick
-		}
-	}
-	return total
-}
-
-func statusField(pid int, field string) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, field+":") {
-			f := strings.Fields(line)
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
-func rssMiB(pid int) float64     { return statusField(pid, "VmRSS") }
-func peakRSSMiB(pid int) float64 { return statusField(pid, "VmHWM") }
-
-// resetPeakRSS restarts VmHWM counting (Linux: clear_refs 5).
-func resetPeakRSS(pid int) {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0o600)
 }
 
 // imageSizes reports the size of each image make images built from this
