@@ -5,10 +5,12 @@ package e2e
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // adminLogin logs the chart's bootstrap admin in, with the password the
@@ -150,4 +152,39 @@ func TestSessionsFollowTheAccount(t *testing.T) {
 		resp, code = refreshAt(auths[0], freshRefresh)
 		must(t, resp, code, "OK")
 	})
+}
+
+// TestLoginLimitsAcrossReplicas: the two Auth replicas share the login
+// limits through PostgreSQL. Ten wrong guesses for one account from one
+// address, alternating between the replicas, reach the limit of ten a
+// minute, and the next guess is refused by either replica (with limits
+// kept per replica, each would have had five left). The owner, logging in
+// from another address (a pod in the cluster), is not refused.
+func TestLoginLimitsAcrossReplicas(t *testing.T) {
+	auths := eachPod(t, "auth", 50052)
+	email, pw := unique("limited"), "the limited owner's passphrase"
+	signup(t, email, pw)
+	login := func(addr, password string) string {
+		_, code := call(t, addr, "auth.v1.AuthService/Login", "", map[string]string{"email": email, "password": password})
+		return code
+	}
+	for i := range 10 {
+		if code := login(auths[i%2], fmt.Sprintf("wrong guess %d", i)); code != "Unauthenticated" {
+			t.Fatalf("guess %d at replica %d = %s, want Unauthenticated", i, i%2, code)
+		}
+	}
+	for i, a := range auths {
+		if code := login(a, pw); code != "ResourceExhausted" {
+			t.Fatalf("after 10 failures split over both replicas, replica %d answered %s, want ResourceExhausted", i, code)
+		}
+	}
+	var probe struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	startLoadgen(t, "e2e-limits", "-scenario", "probe", "-email", email, "-password", pw).report(2*time.Minute, &probe)
+	t.Logf("10 wrong guesses from one address over 2 replicas: the 11th refused by both; the owner from a pod in the cluster: %s", probe.Code)
+	if probe.Code != "OK" {
+		t.Errorf("the owner's login from another address = %s (%s), want OK", probe.Code, probe.Message)
+	}
 }
