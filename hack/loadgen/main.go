@@ -110,7 +110,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.duration, "duration", 60*time.Second, "steady: how long to send")
 	fs.IntVar(&cfg.loginEvery, "login-every", 10, "steady: every Nth call is a Login, the others GetUser")
 	fs.StringVar(&cfg.email, "email", "", "load user's email, created if missing (default a fresh loadgen-<random>@example.com)")
-	fs.StringVar(&cfg.password, "password", "loadgen password", "load user's password")
+	fs.StringVar(&cfg.password, "password", "steady tide orchard", "load user's password")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "deadline of each call")
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 200, "steady: calls in flight beyond this fail as client-overload")
 	fs.IntVar(&cfg.clients, "clients", 20, "refresh-storm: concurrent callers per step")

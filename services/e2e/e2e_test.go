@@ -304,9 +304,9 @@ func TestWalkthrough(t *testing.T) {
 
 func TestNonAdminCannotReadAnotherUser(t *testing.T) {
 	a, b := unique("alice"), unique("bob")
-	signup(t, a, "password one")
-	bobID := signup(t, b, "password two")
-	access, _ := login(t, a, "password one")
+	signup(t, a, "orange kite seven")
+	bobID := signup(t, b, "silver moth eleven")
+	access, _ := login(t, a, "orange kite seven")
 	_, code := call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": bobID})
 	must(t, nil, code, "PermissionDenied")
 }

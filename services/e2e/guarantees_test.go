@@ -415,7 +415,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		return fmt.Errorf("every User pod still ready")
 	})
 	eventually(t, 2*time.Minute, "CreateUser answers Unavailable while the database is gone", func() error {
-		_, code := call(t, userAddr, "user.v1.UserService/CreateUser", "", map[string]string{"email": unique("outage"), "password": "never stored", "display_name": "x"})
+		_, code := call(t, userAddr, "user.v1.UserService/CreateUser", "", map[string]string{"email": unique("outage"), "password": "never stored anywhere", "display_name": "x"})
 		if code != "Unavailable" {
 			return fmt.Errorf("CreateUser: %s", code)
 		}

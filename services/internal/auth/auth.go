@@ -8,6 +8,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -24,6 +25,14 @@ var (
 	ErrUserNotFound     = errors.New("user not found")
 	ErrSessionEnded     = errors.New("session ended: the user changed credentials or was logged out everywhere")
 )
+
+// OverloadedError: the User service has no password-hashing capacity
+// left for now; retry after RetryAfter.
+type OverloadedError struct{ RetryAfter time.Duration }
+
+func (e *OverloadedError) Error() string {
+	return fmt.Sprintf("user service busy hashing passwords; retry in %s", e.RetryAfter)
+}
 
 // Account is a user as the User service reports it now: the subject,
 // roles and session version of the tokens the Auth service issues.

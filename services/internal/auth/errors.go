@@ -32,8 +32,9 @@ func errorStatus(err error) error {
 		return st
 	}
 	var (
-		ferr    *fieldError
-		limited *ratelimit.LimitedError
+		ferr       *fieldError
+		limited    *ratelimit.LimitedError
+		overloaded *OverloadedError
 	)
 	switch {
 	case errors.As(err, &ferr):
@@ -51,6 +52,8 @@ func errorStatus(err error) error {
 		// Only RevokeAllSessions can get here for a user other than the
 		// caller, and only an admin may name another user.
 		return status.Error(codes.NotFound, "user not found")
+	case errors.As(err, &overloaded):
+		return rpcerr.ResourceExhausted("the service is busy checking passwords; retry later", overloaded.RetryAfter)
 	case errors.As(err, &limited):
 		return rpcerr.ResourceExhausted("too many failed login attempts per "+limited.Limit+"; retry later", limited.RetryAfter)
 	case errors.Is(err, ErrUnavailable):

@@ -15,7 +15,7 @@ func newMetrics() *metrics {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_logins_total",
-			Help: "Login attempts by result: success, bad_credentials, rate_limited, invalid, canceled (the caller left or its deadline passed), unavailable, error.",
+			Help: "Login attempts by result: success, bad_credentials, rate_limited, invalid, canceled (the caller left or its deadline passed), overloaded (no password-hashing capacity left; retry), unavailable, error.",
 		}, []string{"result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_refreshes_total",
@@ -31,7 +31,7 @@ func newMetrics() *metrics {
 		}, []string{"type"}),
 	}
 	// Pre-create the label values so dashboards and alerts see zeros.
-	for _, r := range []string{"success", "bad_credentials", "rate_limited", "invalid", "canceled", "unavailable", "error"} {
+	for _, r := range []string{"success", "bad_credentials", "rate_limited", "invalid", "canceled", "overloaded", "unavailable", "error"} {
 		m.logins.WithLabelValues(r)
 	}
 	for _, r := range []string{"success", "reused", "concurrent", "revoked", "expired", "unknown", "invalid", "session_ended", "user_gone", "unavailable", "canceled", "error"} {

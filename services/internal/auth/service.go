@@ -40,7 +40,10 @@ type Config struct {
 	ReuseGrace  time.Duration // REFRESH_REUSE_GRACE
 	// Logins limits failed logins (keys: canonical email, client address);
 	// its Store is set by the caller. A zero value limits nothing.
-	Logins            ratelimit.Attempts
+	Logins ratelimit.Attempts
+	// Clients tells client addresses apart (trusted proxies); nil: the
+	// TCP peer.
+	Clients           *ratelimit.Clients
 	Status            func() healthpb.HealthCheckResponse_ServingStatus
 	Logger            *slog.Logger
 	MetricsRegisterer prometheus.Registerer
@@ -111,6 +114,10 @@ func (s *Service) Login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 }
 
 func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.LoginResponse, string, error) {
+	if len(req.GetEmail()) > 4*maxEmailLen {
+		// Before normalising, which reads the whole string.
+		return nil, "invalid", &fieldError{"email", fmt.Sprintf("required, at most %d bytes of UTF-8", maxEmailLen)}
+	}
 	email := identity.CanonicalEmail(req.GetEmail())
 	switch {
 	case email == "" || len(email) > maxEmailLen || !utf8.ValidString(email):
@@ -119,7 +126,7 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		return nil, "invalid", &fieldError{"password", fmt.Sprintf("required, at most %d bytes", maxPasswordLen)}
 	}
 	now := s.now()
-	attempt, err := s.logins.Begin(ctx, email, ratelimit.ClientKey(ctx))
+	attempt, err := s.logins.Begin(ctx, email, s.cfg.Clients.Key(ctx))
 	var limited *ratelimit.LimitedError
 	switch {
 	case errors.As(err, &limited):
@@ -128,14 +135,19 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 		return nil, "unavailable", fmt.Errorf("%w: login limits: %w", ErrUnavailable, err)
 	}
 	acct, err := s.users.VerifyPassword(ctx, email, req.GetPassword())
+	var overloaded *OverloadedError
 	switch {
 	case errors.Is(err, ErrBadCredentials):
 		attempt.Failed()
 		return nil, "bad_credentials", err
+	case errors.As(err, &overloaded):
+		attempt.Abandon(ctx)
+		return nil, "overloaded", err
 	case ctx.Err() != nil:
 		// The caller left (cancelled, or its deadline passed): its own
-		// doing, not a failure of ours, and no verdict on the password.
-		attempt.Abandon(ctx)
+		// doing, not a failure of ours. It still counts against its
+		// limits, since the User service may have hashed for it.
+		attempt.Failed()
 		return nil, "canceled", ctx.Err()
 	case err != nil:
 		attempt.Abandon(ctx)

@@ -13,6 +13,7 @@ import (
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
 // UserClientRetryPolicy is the client-side service config Gatehouse uses
@@ -79,6 +80,11 @@ func (g *GRPCUsers) VerifyPassword(ctx context.Context, email, password string) 
 			return Account{}, serviceTokenRefused(reason)
 		}
 		return Account{}, ErrBadCredentials
+	case codes.ResourceExhausted:
+		// The User service's hashing budget is full: pass its retry delay
+		// on, instead of turning "busy, retry in a second" into an outage.
+		delay, _ := rpcerr.RetryDelay(err)
+		return Account{}, &OverloadedError{RetryAfter: delay}
 	default:
 		return Account{}, unavailable(ctx, err)
 	}

@@ -39,7 +39,7 @@ func (p *pair) login(email, pw string) session {
 	return session{id: subjectOf(p.t, r.GetAccessToken()), access: r.GetAccessToken(), refresh: r.GetRefreshToken()}
 }
 
-func (p *pair) admin() session { return p.login("admin@example.com", "admin password") }
+func (p *pair) admin() session { return p.login("admin@example.com", "root keeps the keys") }
 
 // createUser creates a user as the admin session, with roles.
 func (p *pair) createUser(as session, email, pw string, roles ...string) string {
@@ -136,9 +136,9 @@ func TestDeletedAdminTokensDie(t *testing.T) {
 func TestPasswordResetEndsEarlierSessions(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	id := p.createUser(root, "victim@example.com", "old password 1")
-	stolen := p.login("victim@example.com", "old password 1")
-	if _, err := p.users.UpdateUser(bearer(root.access), &userv1.UpdateUserRequest{Id: id, Password: "new password 2", UpdateMask: mask("password")}); err != nil {
+	id := p.createUser(root, "victim@example.com", "old passphrase 1")
+	stolen := p.login("victim@example.com", "old passphrase 1")
+	if _, err := p.users.UpdateUser(bearer(root.access), &userv1.UpdateUserRequest{Id: id, Password: "new passphrase 2", UpdateMask: mask("password")}); err != nil {
 		t.Fatalf("reset: %v", err)
 	}
 	_, err := p.auth.RefreshToken(context.Background(), &authv1.RefreshTokenRequest{RefreshToken: stolen.refresh})
@@ -146,7 +146,7 @@ func TestPasswordResetEndsEarlierSessions(t *testing.T) {
 	_, err = p.users.GetUser(bearer(stolen.access), &userv1.GetUserRequest{Id: id})
 	wantCode(t, err, codes.Unauthenticated)
 	// The owner logs in with the new password; that session works.
-	fresh := p.login("victim@example.com", "new password 2")
+	fresh := p.login("victim@example.com", "new passphrase 2")
 	if _, err := p.users.GetUser(bearer(fresh.access), &userv1.GetUserRequest{Id: id}); err != nil {
 		t.Fatalf("new session after reset: %v", err)
 	}
@@ -160,15 +160,15 @@ func TestPasswordResetEndsEarlierSessions(t *testing.T) {
 func TestSelfServiceCannotChangeCredentials(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	id := p.createUser(root, "owner@example.com", "owner password")
-	s := p.login("owner@example.com", "owner password")
+	id := p.createUser(root, "owner@example.com", "tulip mango violin")
+	s := p.login("owner@example.com", "tulip mango violin")
 	for _, tc := range []struct {
 		name string
 		req  *userv1.UpdateUserRequest
 	}{
-		{"password", &userv1.UpdateUserRequest{Id: id, Password: "attacker password", UpdateMask: mask("password")}},
+		{"password", &userv1.UpdateUserRequest{Id: id, Password: "attacker passphrase", UpdateMask: mask("password")}},
 		{"email", &userv1.UpdateUserRequest{Id: id, Email: "attacker@example.com", UpdateMask: mask("email")}},
-		{"password without a mask", &userv1.UpdateUserRequest{Id: id, Password: "attacker password"}},
+		{"password without a mask", &userv1.UpdateUserRequest{Id: id, Password: "attacker passphrase"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := p.users.UpdateUser(bearer(s.access), tc.req)
@@ -176,7 +176,7 @@ func TestSelfServiceCannotChangeCredentials(t *testing.T) {
 		})
 	}
 	// Nothing changed: the owner still logs in as before.
-	p.login("owner@example.com", "owner password")
+	p.login("owner@example.com", "tulip mango violin")
 	// A display name is still the user's own business.
 	if _, err := p.users.UpdateUser(bearer(s.access), &userv1.UpdateUserRequest{Id: id, DisplayName: "Owner", UpdateMask: mask("display_name")}); err != nil {
 		t.Fatalf("display name: %v", err)
@@ -192,8 +192,8 @@ func TestNoLostUpdates(t *testing.T) {
 	const rounds = 100
 	lost := 0
 	for i := range rounds {
-		id := p.createUser(root, "racer"+itoa(i)+"@example.com", "racer password", "admin")
-		me := p.login("racer"+itoa(i)+"@example.com", "racer password")
+		id := p.createUser(root, "racer"+itoa(i)+"@example.com", "racer passphrase", "admin")
+		me := p.login("racer"+itoa(i)+"@example.com", "racer passphrase")
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
 		wg.Add(1)
@@ -208,7 +208,7 @@ func TestNoLostUpdates(t *testing.T) {
 				_, _ = p.users.UpdateUser(bearer(me.access), &userv1.UpdateUserRequest{Id: id, DisplayName: "name " + itoa(n), UpdateMask: mask("display_name")})
 			}
 		}()
-		_, err := p.users.UpdateUser(bearer(root.access), &userv1.UpdateUserRequest{Id: id, Password: "reset password", UpdateMask: mask("roles", "password")})
+		_, err := p.users.UpdateUser(bearer(root.access), &userv1.UpdateUserRequest{Id: id, Password: "reset passphrase", UpdateMask: mask("roles", "password")})
 		close(stop)
 		wg.Wait()
 		if err != nil {
@@ -218,7 +218,7 @@ func TestNoLostUpdates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, loginErr := p.auth.Login(context.Background(), &authv1.LoginRequest{Email: "racer" + itoa(i) + "@example.com", Password: "reset password"})
+		_, loginErr := p.auth.Login(context.Background(), &authv1.LoginRequest{Email: "racer" + itoa(i) + "@example.com", Password: "reset passphrase"})
 		if len(got.GetUser().GetRoles()) != 0 || loginErr != nil {
 			lost++
 		}
@@ -235,9 +235,9 @@ func itoa(i int) string { return string(rune('a'+i/26%26)) + string(rune('a'+i%2
 func TestRolesAndTheLastAdmin(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	_, err := p.users.CreateUser(bearer(root.access), &userv1.CreateUserRequest{Email: "svc@example.com", Password: "service password", Roles: []string{"service"}})
+	_, err := p.users.CreateUser(bearer(root.access), &userv1.CreateUserRequest{Email: "svc@example.com", Password: "service passphrase", Roles: []string{"service"}})
 	wantCode(t, err, codes.InvalidArgument)
-	id := p.createUser(root, "human@example.com", "human password")
+	id := p.createUser(root, "human@example.com", "granite otter waltz")
 	_, err = p.users.UpdateUser(bearer(root.access), &userv1.UpdateUserRequest{Id: id, Roles: []string{"service"}, UpdateMask: mask("roles")})
 	wantCode(t, err, codes.InvalidArgument)
 
@@ -256,10 +256,10 @@ func TestRolesAndTheLastAdmin(t *testing.T) {
 func TestChangePasswordEndsOtherSessions(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	id := p.createUser(root, "owner@example.com", "owner password")
-	stolen := p.login("owner@example.com", "owner password")
-	mine := p.login("owner@example.com", "owner password")
-	_, err := p.users.ChangePassword(bearer(mine.access), &userv1.ChangePasswordRequest{Id: id, CurrentPassword: "owner password", NewPassword: "a better password"})
+	id := p.createUser(root, "owner@example.com", "tulip mango violin")
+	stolen := p.login("owner@example.com", "tulip mango violin")
+	mine := p.login("owner@example.com", "tulip mango violin")
+	_, err := p.users.ChangePassword(bearer(mine.access), &userv1.ChangePasswordRequest{Id: id, CurrentPassword: "tulip mango violin", NewPassword: "a better passphrase"})
 	if err != nil {
 		t.Fatalf("ChangePassword: %v", err)
 	}
@@ -272,7 +272,7 @@ func TestChangePasswordEndsOtherSessions(t *testing.T) {
 			t.Errorf("%s session: reason %q, want %s", name, reason, authn.ReasonSessionEnded)
 		}
 	}
-	fresh := p.login("owner@example.com", "a better password")
+	fresh := p.login("owner@example.com", "a better passphrase")
 	if _, err := p.auth.RefreshToken(context.Background(), &authv1.RefreshTokenRequest{RefreshToken: fresh.refresh}); err != nil {
 		t.Fatalf("refresh of the new session: %v", err)
 	}
@@ -365,9 +365,9 @@ func TestRefreshWhileUserServiceIsDown(t *testing.T) {
 func TestAuthServicePolicy(t *testing.T) {
 	p := startPair(t)
 	root := p.admin()
-	p.createUser(root, "plain@example.com", "plain password")
-	other := p.createUser(root, "other@example.com", "other password")
-	plain := p.login("plain@example.com", "plain password")
+	p.createUser(root, "plain@example.com", "copper fjord lantern")
+	other := p.createUser(root, "other@example.com", "maple comet drizzle")
+	plain := p.login("plain@example.com", "copper fjord lantern")
 	authztest.CheckPolicy(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), auth.Policy(),
 		authztest.Caller{Ctx: bearer(plain.access), ID: plain.id, Other: other})
 }

@@ -35,7 +35,8 @@ type Service struct {
 	signupHasher PasswordHasher
 	allowSignup  bool
 	changes      ratelimit.Attempts // failed ChangePassword attempts
-	signups      ratelimit.Rule     // sign-ups per client address
+	clients      *ratelimit.Clients
+	signups      ratelimit.Rule // sign-ups per client address
 	limits       ratelimit.Store
 	status       func() healthpb.HealthCheckResponse_ServingStatus
 	log          *slog.Logger
@@ -53,6 +54,9 @@ type Options struct {
 	// Limits holds the buckets of the two limits below; nil limits
 	// nothing.
 	Limits ratelimit.Store
+	// Clients tells client addresses apart (trusted proxies); nil: the
+	// TCP peer.
+	Clients *ratelimit.Clients
 	// PasswordChanges limits failed ChangePassword attempts (keys: user
 	// id, client address); its Store is Limits.
 	PasswordChanges ratelimit.Attempts
@@ -81,7 +85,7 @@ func NewService(store Store, hasher PasswordHasher, o Options) *Service {
 	o.PasswordChanges.Store, o.PasswordChanges.Scope = o.Limits, "password-change"
 	s := &Service{
 		store: store, hasher: hasher, signupHasher: o.SignupHasher, allowSignup: o.AllowSignup,
-		changes: o.PasswordChanges, signups: o.SignupsPerAddress, limits: o.Limits,
+		changes: o.PasswordChanges, signups: o.SignupsPerAddress, limits: o.Limits, clients: o.Clients,
 		status: o.Status, log: o.Logger, now: time.Now,
 		sampled: telemetry.NewSampler(telemetry.SamplePerKey, telemetry.SampleTotal),
 	}
@@ -106,7 +110,7 @@ func (s *Service) CreateUser(ctx context.Context, req *userv1.CreateUserRequest)
 		// A sign-up: limited per client address before anything else,
 		// since the strength estimate and the hash are what a flood would
 		// make us pay for; and hashed on a budget of its own.
-		ok, retry, err := s.limits.Take(ctx, ratelimit.Key("signup", ratelimit.ClientKey(ctx)), s.signups, s.now())
+		ok, retry, err := s.limits.Take(ctx, ratelimit.Key("signup", s.clients.Key(ctx)), s.signups, s.now())
 		if err != nil {
 			return nil, s.fail(ctx, fmt.Errorf("%w: sign-up limit: %w", ErrUnavailable, err))
 		}
@@ -278,7 +282,13 @@ func (s *Service) UpdateUser(ctx context.Context, req *userv1.UpdateUserRequest)
 		ch.DisplayName = &name
 	}
 	if seen["password"] {
-		checkPassword(v, "password", req.GetPassword(), req.GetEmail(), req.GetDisplayName())
+		// A reset (admins only): judged against what is known of the
+		// account, its stored email and name as well as new ones.
+		target, err := s.store.Get(ctx, id)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		checkPassword(v, "password", req.GetPassword(), target.Email, target.DisplayName, req.GetEmail(), req.GetDisplayName())
 	}
 	if seen["roles"] {
 		roles := checkRoles(v, "roles", req.GetRoles())
@@ -330,7 +340,7 @@ func (s *Service) ChangePassword(ctx context.Context, req *userv1.ChangePassword
 	// addresses without a recent success; only failures stay counted. The
 	// limit comes first, since checking the request (the new password's
 	// strength) costs too.
-	attempt, err := s.changes.Begin(ctx, id, ratelimit.ClientKey(ctx))
+	attempt, err := s.changes.Begin(ctx, id, s.clients.Key(ctx))
 	var limited *ratelimit.LimitedError
 	switch {
 	case errors.As(err, &limited):

@@ -51,7 +51,7 @@ func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
 	}
 	h := &recordingHasher{PasswordHasher: hasher}
 	svc := user.NewService(store.New(db), h, user.Options{AllowSignup: true})
-	created, err := svc.CreateUser(ctx, &userv1.CreateUserRequest{Email: "known@example.com", Password: "right password"})
+	created, err := svc.CreateUser(ctx, &userv1.CreateUserRequest{Email: "known@example.com", Password: "right passphrase"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
 		code            codes.Code
 		wantHash        func(string) bool
 	}{
-		{"right password", "known@example.com", "right password", codes.OK, func(h string) bool { return h != "" }},
+		{"right passphrase", "known@example.com", "right passphrase", codes.OK, func(h string) bool { return h != "" }},
 		{"wrong password", "known@example.com", "wrong password", codes.Unauthenticated, func(h string) bool { return h != "" }},
 		{"unknown email", "nobody@example.com", "wrong password", codes.Unauthenticated, func(h string) bool { return h == "" }},
 	}

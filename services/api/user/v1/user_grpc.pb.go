@@ -80,9 +80,10 @@ type UserServiceClient interface {
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
 	// ChangePassword changes the caller's own password, given the current one.
 	// Self only. It ends every session of the user, the caller's included:
-	// log in again with the new password. A wrong current password gives
-	// INVALID_ARGUMENT and changes nothing; attempts are rate-limited per user
-	// (RESOURCE_EXHAUSTED).
+	// log in again with the new password. A wrong current password, or a new
+	// one too easy to guess, gives INVALID_ARGUMENT, changes nothing, and
+	// counts as a failed attempt; failed attempts are rate-limited per user
+	// and client address (RESOURCE_EXHAUSTED with a google.rpc.RetryInfo).
 	ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error)
 	// VerifyPassword checks credentials. Service only (the Auth service's
 	// Login).
@@ -245,9 +246,10 @@ type UserServiceServer interface {
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
 	// ChangePassword changes the caller's own password, given the current one.
 	// Self only. It ends every session of the user, the caller's included:
-	// log in again with the new password. A wrong current password gives
-	// INVALID_ARGUMENT and changes nothing; attempts are rate-limited per user
-	// (RESOURCE_EXHAUSTED).
+	// log in again with the new password. A wrong current password, or a new
+	// one too easy to guess, gives INVALID_ARGUMENT, changes nothing, and
+	// counts as a failed attempt; failed attempts are rate-limited per user
+	// and client address (RESOURCE_EXHAUSTED with a google.rpc.RetryInfo).
 	ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error)
 	// VerifyPassword checks credentials. Service only (the Auth service's
 	// Login).

@@ -114,6 +114,10 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	clients, err := ratelimit.NewClients(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
 	a.limits = limits
 	a.Metrics = telemetry.NewMetrics()
 	a.Service = auth.NewService(auth.Config{
@@ -122,6 +126,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		RefreshTTL:  cfg.RefreshExpiry,
 		RefreshIdle: cfg.RefreshIdleTimeout,
 		ReuseGrace:  cfg.RefreshReuseGrace,
+		Clients:     clients,
 		Logins: ratelimit.Attempts{
 			Store:      limits,
 			Scope:      "login",

@@ -8,17 +8,19 @@ import (
 
 // Attempts limits credential checks (a login, a password change) so that
 // guessing is slow and nobody can use the limit to keep an account's owner
-// out. Each attempt counts against three buckets, and only a failed one
-// stays counted:
+// out. Each attempt counts against three buckets:
 //
-//   - PerPair, keyed on (account, client address): the strict limit.
-//     Failures from other addresses never touch it.
-//   - PerAddress, keyed on the client address alone: one address trying
-//     many accounts (password spraying).
-//   - PerAccount, keyed on the account alone: a looser backstop against
-//     guesses spread over many addresses. An address that succeeded for
-//     the account within Trust is exempt, so a flood from elsewhere cannot
-//     lock the owner out of the places it usually logs in from.
+//   - PerPair, keyed on (account, client address): the strict limit, on
+//     failures only (a success gives its token back). Failures from other
+//     addresses never touch it.
+//   - PerAddress, keyed on the client address alone, on every attempt:
+//     one address trying many accounts (password spraying), or making the
+//     service hash for it again and again, even with a right password.
+//   - PerAccount, keyed on the account alone, on failures only: a looser
+//     backstop against guesses spread over many addresses. An address that
+//     succeeded for the account within Trust is exempt, so a flood from
+//     elsewhere cannot lock the owner out of the places it usually logs in
+//     from.
 //
 // A rule that is Off is skipped.
 type Attempts struct {
@@ -54,8 +56,9 @@ type Attempt struct {
 }
 
 type taken struct {
-	key  string
-	rule Rule
+	key        string
+	rule       Rule
+	refundable bool // given back when the attempt succeeds
 }
 
 func (a *Attempts) now() time.Time {
@@ -72,13 +75,15 @@ func (a *Attempts) now() time.Time {
 func (a *Attempts) Begin(ctx context.Context, account, addr string) (*Attempt, error) {
 	now := a.now()
 	at := &Attempt{a: a, trust: Key(a.Scope, "trusted", account, addr)}
-	checks := []struct {
-		limit string
-		key   string
-		rule  Rule
-	}{
-		{"account and address", Key(a.Scope, "pair", account, addr), a.PerPair},
-		{"address", Key(a.Scope, "address", addr), a.PerAddress},
+	type check struct {
+		limit      string
+		key        string
+		rule       Rule
+		refundable bool
+	}
+	checks := []check{
+		{"account and address", Key(a.Scope, "pair", account, addr), a.PerPair, true},
+		{"address", Key(a.Scope, "address", addr), a.PerAddress, false},
 	}
 	if !a.PerAccount.Off() {
 		trusted := false
@@ -89,11 +94,7 @@ func (a *Attempts) Begin(ctx context.Context, account, addr string) (*Attempt, e
 			}
 		}
 		if !trusted {
-			checks = append(checks, struct {
-				limit string
-				key   string
-				rule  Rule
-			}{"account", Key(a.Scope, "account", account), a.PerAccount})
+			checks = append(checks, check{"account", Key(a.Scope, "account", account), a.PerAccount, true})
 		}
 	}
 	for _, c := range checks {
@@ -102,22 +103,23 @@ func (a *Attempts) Begin(ctx context.Context, account, addr string) (*Attempt, e
 		}
 		ok, retry, err := a.Store.Take(ctx, c.key, c.rule, now)
 		if err != nil {
-			at.undo(ctx)
+			at.giveBack(ctx, true)
 			return nil, err
 		}
 		if !ok {
-			at.undo(ctx)
+			// Refused, so not an attempt at all: nothing it took stays.
+			at.giveBack(ctx, true)
 			return nil, &LimitedError{Limit: c.limit, RetryAfter: retry}
 		}
-		at.taken = append(at.taken, taken{c.key, c.rule})
+		at.taken = append(at.taken, taken{c.key, c.rule, c.refundable})
 	}
 	return at, nil
 }
 
-// Succeeded gives back what the attempt took, and trusts its address for
-// the account for Attempts.Trust.
+// Succeeded gives back what the attempt took from the failure-only
+// buckets, and trusts its address for the account for Attempts.Trust.
 func (at *Attempt) Succeeded(ctx context.Context) error {
-	at.undo(ctx)
+	at.giveBack(ctx, false)
 	if at.a.Trust > 0 && !at.a.PerAccount.Off() {
 		return at.a.Store.Mark(ctx, at.trust, at.a.now().Add(at.a.Trust))
 	}
@@ -125,19 +127,30 @@ func (at *Attempt) Succeeded(ctx context.Context) error {
 }
 
 // Failed keeps the attempt counted. It exists so that every path through
-// a credential check says how it ended.
+// a credential check says how it ended. A caller that left before the
+// answer counts as a failure too: the work was done, and refunding it
+// would let a client that cancels every call just before the answer
+// guess for free.
 func (at *Attempt) Failed() {}
 
-// Abandon gives back what the attempt took without trusting anything: the
-// credentials were never judged (the caller left, a dependency failed).
-func (at *Attempt) Abandon(ctx context.Context) { at.undo(ctx) }
+// Abandon gives back what the attempt took from the failure-only buckets
+// without trusting anything: the credentials were never judged, because a
+// dependency failed before the check.
+func (at *Attempt) Abandon(ctx context.Context) { at.giveBack(ctx, false) }
 
-func (at *Attempt) undo(ctx context.Context) {
+// giveBack refunds the refundable buckets taken, or all of them.
+func (at *Attempt) giveBack(ctx context.Context, all bool) {
+	// The refund is owed whatever happened to the caller's context (on
+	// PostgreSQL a cancelled one would make it fail).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
 	now := at.a.now()
 	for _, t := range at.taken {
-		// A refund lost to a database hiccup costs the user one attempt of
-		// its budget, never a wrong answer: ignore it.
-		_ = at.a.Store.Refund(ctx, t.key, t.rule, now)
+		if all || t.refundable {
+			// A refund lost to a database hiccup costs the user one
+			// attempt of its budget, never a wrong answer: ignore it.
+			_ = at.a.Store.Refund(ctx, t.key, t.rule, now)
+		}
 	}
 	at.taken = nil
 }

@@ -26,10 +26,12 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
@@ -187,28 +189,99 @@ func ForDatabase(ctx context.Context, db *database.DB, maxKeys int) (Store, erro
 	return NewMemory(maxKeys), nil
 }
 
-// ClientKey is the rate-limit key of the caller's network address: the
-// IPv4 address, or the /64 of an IPv6 one, since a single host commonly
-// holds a whole /64 and could otherwise rotate through 2^64 keys.
-// "unknown" when there is no peer (in-process calls).
-func ClientKey(ctx context.Context) string {
+// Clients tells callers apart by network address for the limits. Behind a
+// load balancer, ingress or mesh proxy every caller's TCP peer is the
+// proxy, so one attacker's failures would count for everyone behind it:
+// for peers in TrustedProxies, the address is taken from the
+// x-forwarded-for metadata those proxies add (the right-most entry that
+// is not itself a trusted proxy, since anything left of it the client
+// could have written). A nil *Clients trusts no proxy.
+type Clients struct {
+	trusted []netip.Prefix
+}
+
+// NewClients trusts the proxies in cidrs ("10.0.0.0/8", "192.0.2.7/32").
+func NewClients(cidrs []string) (*Clients, error) {
+	c := &Clients{}
+	for _, s := range cidrs {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q: want a CIDR such as 10.0.0.0/8: %w", s, err)
+		}
+		c.trusted = append(c.trusted, p.Masked())
+	}
+	return c, nil
+}
+
+func (c *Clients) isTrusted(ip netip.Addr) bool {
+	for _, p := range c.trusted {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key is the rate-limit key of the caller's network address: the IPv4
+// address, or the /64 of an IPv6 one, since a single host commonly holds
+// a whole /64 and could otherwise rotate through 2^64 keys. "unknown"
+// when there is no peer (in-process calls).
+func (c *Clients) Key(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return "unknown"
 	}
-	return AddrKey(p.Addr)
+	ip, ok := addrIP(p.Addr)
+	if !ok {
+		return p.Addr.String()
+	}
+	if c != nil && len(c.trusted) > 0 && c.isTrusted(ip) {
+		if fwd, ok := c.forwarded(ctx); ok {
+			ip = fwd
+		}
+	}
+	return ipKey(ip)
 }
 
-// AddrKey is ClientKey for a net.Addr.
-func AddrKey(a net.Addr) string {
-	s := a.String()
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ipKey(ap.Addr())
+// forwarded is the right-most untrusted address of x-forwarded-for.
+func (c *Clients) forwarded(ctx context.Context) (netip.Addr, bool) {
+	var hops []string
+	for _, v := range metadata.ValueFromIncomingContext(ctx, "x-forwarded-for") {
+		hops = append(hops, strings.Split(v, ",")...)
 	}
-	if ip, err := netip.ParseAddr(s); err == nil {
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return netip.Addr{}, false // a mangled header: fall back to the peer
+		}
+		if !c.isTrusted(ip) {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// AddrKey is the key of a net.Addr.
+func AddrKey(a net.Addr) string {
+	if ip, ok := addrIP(a); ok {
 		return ipKey(ip)
 	}
-	return s
+	return a.String()
+}
+
+func addrIP(a net.Addr) (netip.Addr, bool) {
+	s := a.String()
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	if ip, err := netip.ParseAddr(s); err == nil {
+		return ip, true
+	}
+	return netip.Addr{}, false
 }
 
 func ipKey(ip netip.Addr) string {

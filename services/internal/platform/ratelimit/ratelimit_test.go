@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database/dbtest"
@@ -203,6 +205,50 @@ func (a fakeAddr) Network() string { return "tcp" }
 func (a fakeAddr) String() string  { return string(a) }
 
 var _ net.Addr = fakeAddr("")
+
+// TestClientsBehindProxies: behind a trusted proxy the client is the
+// right-most untrusted hop of x-forwarded-for; an untrusted peer's header
+// is ignored (any client can write one), and so is a mangled one.
+func TestClientsBehindProxies(t *testing.T) {
+	c, err := ratelimit.NewClients([]string{"10.0.0.0/8", " 2001:db8:ffff::/48"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(peerAddr string, xff ...string) context.Context {
+		ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: fakeAddr(peerAddr)})
+		if len(xff) > 0 {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(append([]string{}, "x-forwarded-for", xff[0])...))
+		}
+		return ctx
+	}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"no proxy", call("192.0.2.7:5000"), "192.0.2.7"},
+		{"untrusted peer's header ignored", call("192.0.2.7:5000", "198.51.100.1"), "192.0.2.7"},
+		{"trusted proxy", call("10.1.2.3:5000", "198.51.100.1"), "198.51.100.1"},
+		{"spoofed left-most hop", call("10.1.2.3:5000", "203.0.113.9, 198.51.100.1"), "198.51.100.1"},
+		{"chain of trusted proxies", call("10.1.2.3:5000", "198.51.100.1, 10.9.9.9"), "198.51.100.1"},
+		{"IPv6 client behind a proxy", call("[2001:db8:ffff::1]:443", "2001:db8:1:2::7"), "2001:db8:1:2::/64"},
+		{"mangled header", call("10.1.2.3:5000", "not an ip"), "10.1.2.3"},
+		{"only trusted hops", call("10.1.2.3:5000", "10.4.4.4"), "10.1.2.3"},
+		{"no header", call("10.1.2.3:5000"), "10.1.2.3"},
+		{"no peer", context.Background(), "unknown"},
+	} {
+		if got := c.Key(tt.ctx); got != tt.want {
+			t.Errorf("%s: Key = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if _, err := ratelimit.NewClients([]string{"10.0.0.0"}); err == nil {
+		t.Error("a CIDR without a length was accepted")
+	}
+	var none *ratelimit.Clients
+	if got := none.Key(call("10.1.2.3:5000", "198.51.100.1")); got != "10.1.2.3" {
+		t.Errorf("nil Clients trusted a header: %q", got)
+	}
+}
 
 func TestKeysDoNotCollide(t *testing.T) {
 	if ratelimit.Key("a|b", "c") == ratelimit.Key("a", "b|c") || ratelimit.Key("ab", "c") == ratelimit.Key("a", "bc") {

@@ -51,6 +51,12 @@ type Config struct {
 	HTTPWriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
 	HTTPIdleTimeout  time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
 	HTTPMaxConns     int           `env:"HTTP_MAX_CONNECTIONS" envDefault:"64"`
+
+	// TrustedProxies are the CIDRs of proxies in front of the service
+	// (ingress, gateway, mesh sidecar) whose x-forwarded-for metadata
+	// names the real client, for the per-address limits. Empty: the TCP
+	// peer is the client.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 }
 
 // Validate rejects settings that would make the server unsafe or unable

@@ -273,8 +273,6 @@ grpc_requests_total{code="OK",method="Sleep",service="test.v1.Testing"} 1
 	}
 }
 
-// counterValue reads one series from the registry, so the test does not
-// depend on middleware internals.
 // TestHTTPPortHoldsNoConnectionForever: an idle keep-alive connection is
 // closed after HTTP_IDLE_TIMEOUT, a body sent a byte at a time after
 // HTTP_READ_TIMEOUT, and past HTTP_MAX_CONNECTIONS the port accepts no
@@ -337,6 +335,8 @@ func TestHTTPPortHoldsNoConnectionForever(t *testing.T) {
 	}
 }
 
+// counterValue reads one series from the registry, so the test does not
+// depend on middleware internals.
 func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	families, err := reg.Gather()

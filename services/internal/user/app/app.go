@@ -102,6 +102,10 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if a.limits, err = ratelimit.ForDatabase(ctx, a.db, cfg.RateLimitKeys); err != nil {
 		return nil, err
 	}
+	clients, err := ratelimit.NewClients(cfg.Server.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("TRUSTED_PROXIES: %w", err)
+	}
 	var users user.Store = store.New(a.db)
 	if a.db.Dialect() == database.DialectSQLite {
 		// Only on SQLite is this process the database's one writer.
@@ -110,6 +114,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	a.Service = user.NewService(users, hasher, user.Options{
 		AllowSignup:  cfg.AllowSignup,
 		SignupHasher: signupHasher,
+		Clients:      clients,
 		Limits:       a.limits,
 		PasswordChanges: ratelimit.Attempts{
 			PerPair:    ratelimit.PerMinute(cfg.PasswordChangeRate),

@@ -82,20 +82,20 @@ func TestRequestCostIsBounded(t *testing.T) {
 			return err
 		}, 0},
 		{"UpdateUser, admin, 200k password paths", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Password: "new password", UpdateMask: mask(many("password", 200_000)...)}, o...)
+			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Password: "new passphrase", UpdateMask: mask(many("password", 200_000)...)}, o...)
 			return err
 		}, 0},
 		{"UpdateUser, admin, password twice", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Password: "new password", UpdateMask: mask("password", "password")}, o...)
+			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Password: "new passphrase", UpdateMask: mask("password", "password")}, o...)
 			return err
 		}, 0},
 		{"UpdateUser, admin, every path, accepted", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Email: "other2@example.com", DisplayName: "O", Password: "new password", Roles: []string{"admin"},
+			_, err := e.client.UpdateUser(e.admin(), &userv1.UpdateUserRequest{Id: other.GetId(), Email: "other2@example.com", DisplayName: "O", Password: "new passphrase", Roles: []string{"admin"},
 				UpdateMask: mask("email", "display_name", "password", "roles")}, o...)
 			return err
 		}, 1},
 		{"ChangePassword, accepted", func(ctx context.Context, o ...grpc.CallOption) error {
-			_, err := e.client.ChangePassword(e.as(alice.GetId()), &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse", NewPassword: strings.Repeat("quartz lamp 7 ", 10)[:128]}, o...)
+			_, err := e.client.ChangePassword(e.as(alice.GetId()), &userv1.ChangePasswordRequest{Id: alice.GetId(), CurrentPassword: "correct horse battery", NewPassword: strings.Repeat("quartz lamp 7 ", 10)[:128]}, o...)
 			return err
 		}, 2},
 		{"ChangePassword, 1 MiB current password", func(ctx context.Context, o ...grpc.CallOption) error {
