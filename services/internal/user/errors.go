@@ -83,8 +83,6 @@ func errorStatus(err error) error {
 		return status.Error(codes.AlreadyExists, "email already registered")
 	case errors.Is(err, ErrBadCredentials):
 		return status.Error(codes.Unauthenticated, "invalid email or password")
-	case errors.Is(err, ErrUnauthenticated):
-		return status.Error(codes.Unauthenticated, "authentication required")
 	case errors.Is(err, ErrPermissionDenied):
 		// The sentinel's wrappers say which rule refused; they are fixed
 		// strings written for the client, never input.

@@ -69,7 +69,6 @@ var (
 	ErrUnavailable      = errors.New("storage unavailable")
 	ErrBadCredentials   = errors.New("invalid email or password")
 	ErrPermissionDenied = errors.New("permission denied")
-	ErrUnauthenticated  = errors.New("authentication required")
 	ErrOverloaded       = errors.New("too many concurrent password operations")
 	ErrStale            = errors.New("user changed since the etag was read")
 	ErrLastAdmin        = errors.New("the last admin cannot be removed")
