@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -351,22 +350,18 @@ func (s *Service) RevokeAllSessions(ctx context.Context, req *authv1.RevokeAllSe
 // User service reports it now (roles, and whether the token's session has
 // ended), since this service keeps no users of its own.
 func (s *Service) ResolveCaller(ctx context.Context, c *authn.Claims) (authz.Principal, error) {
-	if c.Subject == identity.ServiceSubject {
-		return authz.Principal{ID: c.Subject, Service: c.HasRole(identity.RoleService)}, nil
-	}
-	acct, err := s.users.SessionState(ctx, c.Subject)
-	switch {
-	case errors.Is(err, ErrUserNotFound):
-		return authz.Principal{}, fmt.Errorf("%w: the token's user no longer exists", authz.ErrSessionEnded)
-	case errors.Is(err, ErrUnavailable):
-		return authz.Principal{}, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
-	case err != nil:
-		return authz.Principal{}, err
-	case acct.SessionVersion != c.SessionVersion:
-		return authz.Principal{}, fmt.Errorf("%w: token of session version %d, the user's is %d", authz.ErrSessionEnded, c.SessionVersion, acct.SessionVersion)
-	}
-	roles := slices.DeleteFunc(slices.Clone(acct.Roles), func(r string) bool { return r == identity.RoleService })
-	return authz.Principal{ID: acct.ID, Roles: roles}, nil
+	return identity.Resolve(ctx, c, func(ctx context.Context, id string) (identity.Caller, error) {
+		acct, err := s.users.SessionState(ctx, id)
+		switch {
+		case errors.Is(err, ErrUserNotFound):
+			return identity.Caller{}, fmt.Errorf("%w: the token's user no longer exists", authz.ErrSessionEnded)
+		case errors.Is(err, ErrUnavailable):
+			return identity.Caller{}, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+		case err != nil:
+			return identity.Caller{}, err
+		}
+		return identity.Caller{ID: acct.ID, Roles: acct.Roles, SessionVersion: acct.SessionVersion}, nil
+	})
 }
 
 func (s *Service) ValidateToken(ctx context.Context, req *authv1.ValidateTokenRequest) (*authv1.ValidateTokenResponse, error) {

@@ -489,28 +489,19 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) error
 // ended, stands for nobody; admin rights are the roles held now, not the
 // token's. The Auth service's own token is the service principal.
 func (s *Service) ResolveCaller(ctx context.Context, c *authn.Claims) (authz.Principal, error) {
-	if c.Subject == identity.ServiceSubject {
-		return authz.Principal{ID: c.Subject, Service: c.HasRole(identity.RoleService)}, nil
-	}
-	u, err := s.store.Get(ctx, c.Subject)
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return authz.Principal{}, fmt.Errorf("%w: the token's user no longer exists", authz.ErrSessionEnded)
-	case errors.Is(err, ErrUnavailable):
-		return authz.Principal{}, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
-	case err != nil:
-		return authz.Principal{}, err
-	}
-	if c.SessionVersion != u.SessionVersion {
-		return authz.Principal{}, fmt.Errorf("%w: token of session version %d, the user's is %d", authz.ErrSessionEnded, c.SessionVersion, u.SessionVersion)
-	}
-	// A human account never acts as the service, whatever its row says
-	// (migration 00002 removed the role; this holds for any row).
-	roles := u.Roles
-	if slices.Contains(roles, identity.RoleService) {
-		roles = slices.DeleteFunc(slices.Clone(roles), func(r string) bool { return r == identity.RoleService })
-	}
-	return authz.Principal{ID: u.ID, Roles: roles, Account: u}, nil
+	return identity.Resolve(ctx, c, func(ctx context.Context, id string) (identity.Caller, error) {
+		u, err := s.store.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return identity.Caller{}, fmt.Errorf("%w: the token's user no longer exists", authz.ErrSessionEnded)
+		case errors.Is(err, ErrUnavailable):
+			return identity.Caller{}, fmt.Errorf("%w: %w", authz.ErrUnavailable, err)
+		case err != nil:
+			return identity.Caller{}, err
+		}
+		// The row is the answer to a GetUser of oneself (see GetUser).
+		return identity.Caller{ID: u.ID, Roles: u.Roles, SessionVersion: u.SessionVersion, Record: u}, nil
+	})
 }
 
 // checkTarget validates the id of the user a call acts on. Whether the
