@@ -3,7 +3,6 @@ package user
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -108,18 +107,8 @@ func badRequest(field, desc string) error {
 	return rpcerr.BadRequest("invalid "+field+": "+desc, rpcerr.Violation{Field: field, Description: desc})
 }
 
-// fail answers err through errorStatus, the one mapping, and logs here,
-// once, the cause of what the answer hides: Internal and Unavailable tell
-// the client nothing of why, so the operator must find it in the log. An
-// outage fails every call the same way, so its lines are sampled (with a
-// count of those left out); an Internal is a bug and always written.
+// fail answers err through errorStatus, the one mapping, and logs the
+// cause of what the answer hides (rpcerr.LogHidden).
 func (s *Service) fail(ctx context.Context, err error) error {
-	st := errorStatus(err)
-	switch status.Code(st) {
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		s.log.ErrorContext(ctx, "request failed", "error", err)
-	case codes.Unavailable:
-		s.sampled.Log(ctx, s.log, slog.LevelWarn, "unavailable", "request failed: a dependency is unavailable", "error", err)
-	}
-	return st
+	return rpcerr.LogHidden(ctx, s.log, s.sampled, err, errorStatus(err))
 }

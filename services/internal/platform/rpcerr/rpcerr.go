@@ -9,12 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 // Violation is one bad request field and why it is bad.
@@ -97,4 +100,20 @@ func Fallback(err error) error {
 	default:
 		return status.Error(codes.Internal, "internal error")
 	}
+}
+
+// LogHidden returns st, the status a service's error mapping chose for
+// cause, after logging cause where st hides it: Internal and Unavailable
+// tell the client nothing of why, so the operator must find it in the log,
+// once, here. An outage fails every call the same way, so its lines go
+// through sampled (with a count of those left out); an Internal is a bug
+// and always written.
+func LogHidden(ctx context.Context, log *slog.Logger, sampled *telemetry.Sampler, cause, st error) error {
+	switch status.Code(st) {
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		log.ErrorContext(ctx, "request failed", "error", cause)
+	case codes.Unavailable:
+		sampled.Log(ctx, log, slog.LevelWarn, "unavailable", "request failed: a dependency is unavailable", "error", cause)
+	}
+	return st
 }

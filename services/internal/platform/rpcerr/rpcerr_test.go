@@ -1,9 +1,12 @@
 package rpcerr
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -89,6 +94,30 @@ func TestFallback(t *testing.T) {
 		st := status.Convert(Fallback(tt.err))
 		if st.Code() != tt.code || st.Message() != tt.msg {
 			t.Errorf("Fallback(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.code, tt.msg)
+		}
+	}
+}
+
+// TestLogHidden: the cause behind an Internal or Unavailable is logged,
+// the one behind an answer that says it all is not, and the status is
+// returned as given.
+func TestLogHidden(t *testing.T) {
+	for _, tt := range []struct {
+		st     error
+		logged bool
+	}{
+		{status.Error(codes.Internal, "internal error"), true},
+		{status.Error(codes.Unavailable, "retry later"), true},
+		{status.Error(codes.NotFound, "user not found"), false},
+	} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&buf, nil))
+		cause := errors.New("the cause: disk full")
+		if got := LogHidden(context.Background(), log, telemetry.NewSampler(10, 10), cause, tt.st); !errors.Is(got, tt.st) {
+			t.Errorf("%v: returned %v", tt.st, got)
+		}
+		if logged := strings.Contains(buf.String(), "disk full"); logged != tt.logged {
+			t.Errorf("%v: cause logged = %v, want %v: %s", status.Code(tt.st), logged, tt.logged, buf.String())
 		}
 	}
 }
