@@ -224,6 +224,13 @@ func RejectionReason(err error) string {
 
 func (i *Interceptor) reject(method string, code codes.Code, reason, msg, detail string) error {
 	i.logger.Debug("request not authenticated", "grpc.method", method, "grpc.code", code.String(), "reason", detail)
+	return Refusal(code, reason, msg)
+}
+
+// Refusal is a status of code with msg and a google.rpc.ErrorInfo of
+// reason in ErrorDomain: how the interceptor refuses a call, and how
+// authorization (package authz) refuses one for a reason of this list.
+func Refusal(code codes.Code, reason, msg string) error {
 	st := status.New(code, msg)
 	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); err == nil {
 		st = withInfo

@@ -28,7 +28,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -298,7 +297,7 @@ func (i *Interceptor) authorize(ctx context.Context, method string, req any) (co
 		return ctx, nil
 	}
 	if !authed {
-		return nil, reject(codes.Unauthenticated, authn.ReasonTokenMissing, "missing bearer token")
+		return nil, authn.Refusal(codes.Unauthenticated, authn.ReasonTokenMissing, "missing bearer token")
 	}
 	p, err := i.resolve(ctx, claims)
 	if err != nil {
@@ -373,15 +372,7 @@ func (i *Interceptor) resolveStatus(ctx context.Context, method string, err erro
 // reason authn.ReasonSessionEnded, so a client logs in again instead of
 // refreshing.
 func SessionEndedStatus() error {
-	return reject(codes.Unauthenticated, authn.ReasonSessionEnded, "session ended; log in again")
-}
-
-func reject(code codes.Code, reason, msg string) error {
-	st := status.New(code, msg)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: authn.ErrorDomain}); err == nil {
-		st = withInfo
-	}
-	return st.Err()
+	return authn.Refusal(codes.Unauthenticated, authn.ReasonSessionEnded, "session ended; log in again")
 }
 
 type callerKey struct{}
@@ -421,7 +412,7 @@ func CallerStatus(err error) (error, bool) {
 	case errors.Is(err, ErrUnavailable):
 		return status.Error(codes.Unavailable, "cannot check the caller now; retry later"), true
 	case errors.Is(err, ErrAnonymous):
-		return reject(codes.Unauthenticated, authn.ReasonTokenMissing, "missing bearer token"), true
+		return authn.Refusal(codes.Unauthenticated, authn.ReasonTokenMissing, "missing bearer token"), true
 	}
 	return nil, false
 }
