@@ -98,13 +98,8 @@ func (g *GRPCUsers) SessionState(ctx context.Context, userID string) (Account, e
 		return accountOf(resp.GetUser(), resp.GetSessionVersion()), nil
 	case codes.NotFound:
 		return Account{}, ErrUserNotFound
-	case codes.Unauthenticated:
-		if reason := authn.RejectionReason(err); reason != "" {
-			return Account{}, serviceTokenRefused(reason)
-		}
-		return Account{}, unavailable(ctx, err)
 	default:
-		return Account{}, unavailable(ctx, err)
+		return Account{}, callFailed(ctx, err)
 	}
 }
 
@@ -116,18 +111,24 @@ func (g *GRPCUsers) EndSessions(ctx context.Context, userID string) (int64, erro
 		return resp.GetSessionVersion(), nil
 	case codes.NotFound:
 		return 0, ErrUserNotFound
-	case codes.Unauthenticated:
-		if reason := authn.RejectionReason(err); reason != "" {
-			return 0, serviceTokenRefused(reason)
-		}
-		return 0, unavailable(ctx, err)
 	default:
-		return 0, unavailable(ctx, err)
+		return 0, callFailed(ctx, err)
 	}
 }
 
 func accountOf(u *userv1.User, sessionVersion int64) Account {
 	return Account{ID: u.GetId(), Roles: u.GetRoles(), SessionVersion: sessionVersion}
+}
+
+// callFailed maps an answer of the User service that is none of the
+// call's own results: a refusal of our service token, or "try later".
+func callFailed(ctx context.Context, err error) error {
+	if status.Code(err) == codes.Unauthenticated {
+		if reason := authn.RejectionReason(err); reason != "" {
+			return serviceTokenRefused(reason)
+		}
+	}
+	return unavailable(ctx, err)
 }
 
 // serviceTokenRefused: the User service refused our own service token,
