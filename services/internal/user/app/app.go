@@ -93,10 +93,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	signupHasher, err := password.New(params, cfg.SignupHashConcurrency, password.WithMaxWait(cfg.PasswordHashMaxWait))
-	if err != nil {
-		return nil, err
-	}
+	signupHasher := hasher.Budget(cfg.SignupHashConcurrency)
 	// In memory for the one replica SQLite allows; in the shared
 	// database with PostgreSQL, so replicas enforce one limit.
 	if a.limits, err = ratelimit.ForDatabase(ctx, a.db, cfg.RateLimitKeys); err != nil {

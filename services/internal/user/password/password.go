@@ -102,6 +102,17 @@ func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 	return h, nil
 }
 
+// Budget returns a Hasher with the same parameters, wait bound and stand-in
+// hash, but slots (and counts) of its own: at most maxConcurrent
+// computations, maxConcurrent <= 0 meaning runtime.GOMAXPROCS(0). A second
+// budget costs no second stand-in hash at start.
+func (h *Hasher) Budget(maxConcurrent int) *Hasher {
+	if maxConcurrent <= 0 {
+		maxConcurrent = runtime.GOMAXPROCS(0)
+	}
+	return &Hasher{params: h.params, slots: make(chan struct{}, maxConcurrent), maxWait: h.maxWait, dummy: h.dummy}
+}
+
 // Params returns the parameters new hashes are made with.
 func (h *Hasher) Params() Params { return h.params }
 

@@ -340,3 +340,27 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestBudgetHasItsOwnSlots: a second budget hashes and verifies like the
+// first (same parameters, same stand-in for unknown users), but holds and
+// counts its own slots.
+func TestBudgetHasItsOwnSlots(t *testing.T) {
+	h := newHasher(t, fast, 2)
+	b := h.Budget(1)
+	hash := mustHash(t, b, "pw")
+	if !verify(t, h, "pw", hash) || verify(t, b, "other", hash) {
+		t.Fatal("a hash of one budget does not verify in the other")
+	}
+	if ok, err := b.Verify(context.Background(), "pw", ""); ok || err != nil {
+		t.Fatalf("unknown user in the second budget = %v, %v", ok, err)
+	}
+	if c, _ := b.Slots(); c != 1 {
+		t.Errorf("second budget capacity = %d, want 1", c)
+	}
+	if c, _ := h.Slots(); c != 2 {
+		t.Errorf("first budget capacity = %d, want 2", c)
+	}
+	if hashes, verifies := b.Computations(); hashes != 1 || verifies != 2 {
+		t.Errorf("second budget counted %d hashes, %d verifies; want 1 and 2", hashes, verifies)
+	}
+}
