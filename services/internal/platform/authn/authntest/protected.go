@@ -60,16 +60,7 @@ func CheckAllMethodsProtected(t testing.TB, conn grpc.ClientConnInterface, servi
 		return false
 	}
 
-	var methods []string
-	streams := map[string]grpc.MethodInfo{}
-	for svc, info := range services {
-		for _, m := range info.Methods {
-			full := "/" + svc + "/" + m.Name
-			methods = append(methods, full)
-			streams[full] = m
-		}
-	}
-	slices.Sort(methods)
+	methods, streams := RegisteredMethods(services)
 
 	for _, p := range public {
 		// Service prefixes may legitimately match nothing (reflection turned
@@ -90,6 +81,23 @@ func CheckAllMethodsProtected(t testing.TB, conn grpc.ClientConnInterface, servi
 			t.Errorf("authntest: %s with a malformed token: got %v, want Unauthenticated", method, code)
 		}
 	}
+}
+
+// RegisteredMethods lists the full names ("/pkg.Service/Method") of every
+// method in a server's registry (srv.GetServiceInfo()), sorted, with each
+// one's MethodInfo: what the walkers of this package and authztest call.
+func RegisteredMethods(services map[string]grpc.ServiceInfo) ([]string, map[string]grpc.MethodInfo) {
+	var methods []string
+	infos := map[string]grpc.MethodInfo{}
+	for svc, info := range services {
+		for _, m := range info.Methods {
+			full := "/" + svc + "/" + m.Name
+			methods = append(methods, full)
+			infos[full] = m
+		}
+	}
+	slices.Sort(methods)
+	return methods, infos
 }
 
 // probe calls method once and returns the resulting status code.

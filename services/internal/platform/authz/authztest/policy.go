@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 )
 
@@ -56,16 +57,7 @@ func CheckPolicy(t testing.TB, conn grpc.ClientConnInterface, services map[strin
 		t.Errorf("authztest: no services registered; nothing to check")
 		return
 	}
-	var methods []string
-	infos := map[string]grpc.MethodInfo{}
-	for svc, info := range services {
-		for _, m := range info.Methods {
-			full := "/" + svc + "/" + m.Name
-			methods = append(methods, full)
-			infos[full] = m
-		}
-	}
-	slices.Sort(methods)
+	methods, infos := authntest.RegisteredMethods(services)
 	for m := range policy.Methods {
 		if !slices.Contains(methods, m) {
 			t.Errorf("authztest: policy declares %s, which is not registered", m)
