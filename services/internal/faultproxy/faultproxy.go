@@ -99,10 +99,7 @@ func (p *Proxy) SetStalled(stalled bool) {
 	defer p.mu.Unlock()
 	p.stalled = stalled
 	if stalled {
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = nil
+		p.closeAllLocked()
 	}
 }
 
@@ -113,9 +110,14 @@ func (p *Proxy) SetDown(down bool) {
 	defer p.mu.Unlock()
 	p.down = down
 	if down {
-		for _, c := range p.conns {
-			_ = c.Close()
-		}
-		p.conns = nil
+		p.closeAllLocked()
 	}
+}
+
+// closeAllLocked closes every connection the proxy holds; p.mu must be held.
+func (p *Proxy) closeAllLocked() {
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+	p.conns = nil
 }
