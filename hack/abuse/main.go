@@ -26,7 +26,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,6 +104,7 @@ type env struct {
 	conns                     []*grpc.ClientConn
 	adminEmail, adminPassword string
 	adminToken                string
+	adminID, victimID         string // looked up once in start
 	victimEmail, victimPass   string
 	failures                  []string
 }
@@ -211,8 +211,24 @@ func (e *env) start(bin string) error {
 	}
 	e.adminToken = login.GetAccessToken()
 	e.victimEmail, e.victimPass = "victim@example.com", "the victim's own passphrase"
-	_, err = e.userClient.CreateUser(e.as(e.adminToken), &userv1.CreateUserRequest{Email: e.victimEmail, Password: e.victimPass, DisplayName: "Victim"})
-	return err
+	victim, err := e.userClient.CreateUser(e.as(e.adminToken), &userv1.CreateUserRequest{Email: e.victimEmail, Password: e.victimPass, DisplayName: "Victim"})
+	if err != nil {
+		return fmt.Errorf("create victim: %w", err)
+	}
+	e.victimID = victim.GetUser().GetId()
+	list, err := e.userClient.ListUsers(e.as(e.adminToken), &userv1.ListUsersRequest{PageSize: 10})
+	if err != nil {
+		return fmt.Errorf("list users: %w", err)
+	}
+	for _, u := range list.GetUsers() {
+		if u.GetEmail() == e.adminEmail {
+			e.adminID = u.GetId()
+		}
+	}
+	if e.adminID == "" {
+		return errors.New("admin not in ListUsers")
+	}
+	return nil
 }
 
 func (e *env) stop() {
@@ -288,7 +304,7 @@ func (e *env) amplify() (string, error) {
 		},
 		"UpdateUser paths": func() error {
 			_, err := e.userClient.UpdateUser(metadata.NewOutgoingContext(ctx, metadata.Pairs("authorization", "Bearer "+e.adminToken)),
-				&userv1.UpdateUserRequest{Id: e.adminID(), UpdateMask: &fieldmaskpb.FieldMask{Paths: many("x", n)}})
+				&userv1.UpdateUserRequest{Id: e.adminID, UpdateMask: &fieldmaskpb.FieldMask{Paths: many("x", n)}})
 			return err
 		},
 	}
@@ -315,26 +331,6 @@ func (e *env) amplify() (string, error) {
 	return figures, nil
 }
 
-func decodeSegment(seg string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	return string(b), err
-}
-
-func (e *env) adminID() string {
-	parts := strings.Split(e.adminToken, ".")
-	if len(parts) != 3 {
-		return ""
-	}
-	// The subject, without a JSON parser: "sub":"<uuid>".
-	payload, _ := decodeSegment(parts[1])
-	i := strings.Index(payload, `"sub":"`)
-	if i < 0 {
-		return ""
-	}
-	rest := payload[i+7:]
-	return rest[:strings.IndexByte(rest, '"')]
-}
-
 // memory: 8 workers send 1 MiB hostile requests for a while; the User
 // service's peak RSS stays under the chart's memory limit.
 func (e *env) memory() (string, error) {
@@ -352,7 +348,7 @@ func (e *env) memory() (string, error) {
 				ctx, cancel := context.WithTimeout(e.as(e.adminToken), 10*time.Second)
 				var err error
 				if w%2 == 0 {
-					_, err = e.userClient.UpdateUser(ctx, &userv1.UpdateUserRequest{Id: e.adminID(), UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
+					_, err = e.userClient.UpdateUser(ctx, &userv1.UpdateUserRequest{Id: e.adminID, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths}})
 				} else {
 					_, err = e.userClient.CreateUser(ctx, &userv1.CreateUserRequest{Email: "m@example.com", Password: "velvet anchor 42", Roles: roles})
 				}
@@ -382,9 +378,8 @@ func (e *env) freeCPU() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	victim := e.victimID()
 	for range 20 {
-		_, err := e.userClient.UpdateUser(e.as(e.adminToken), &userv1.UpdateUserRequest{Id: victim, Password: "a new passphrase here",
+		_, err := e.userClient.UpdateUser(e.as(e.adminToken), &userv1.UpdateUserRequest{Id: e.victimID, Password: "a new passphrase here",
 			UpdateMask: &fieldmaskpb.FieldMask{Paths: many("password", 300)}})
 		if status.Code(err) != codes.InvalidArgument {
 			return "", fmt.Errorf("300 password paths: %w", err)
@@ -399,19 +394,6 @@ func (e *env) freeCPU() (string, error) {
 		return figures, errors.New("they hashed")
 	}
 	return figures, nil
-}
-
-func (e *env) victimID() string {
-	list, err := e.userClient.ListUsers(e.as(e.adminToken), &userv1.ListUsersRequest{PageSize: 1000})
-	if err != nil {
-		return ""
-	}
-	for _, u := range list.GetUsers() {
-		if u.GetEmail() == e.victimEmail {
-			return u.GetId()
-		}
-	}
-	return ""
 }
 
 // hashes reads gatehouse_password_hashes_total from the User service's
