@@ -333,7 +333,7 @@ func (s *Service) endFamilies(ctx context.Context, userID string, belowVersion i
 // or an admin.
 func (s *Service) RevokeAllSessions(ctx context.Context, req *authv1.RevokeAllSessionsRequest) (*authv1.RevokeAllSessionsResponse, error) {
 	id := req.GetUserId()
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !identity.IsUserID(id) {
 		return nil, s.fail(ctx, &fieldError{"user_id", "must be a user id (UUID)"})
 	}
 	version, err := s.users.EndSessions(ctx, id)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/uuid"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
@@ -30,6 +31,14 @@ const (
 // ServiceSubject is the subject of the Auth service's own tokens. It is not
 // a UUID, so it can never name a user.
 const ServiceSubject = "service:gatehouse-auth"
+
+// IsUserID reports whether id has the form of a user ID: a UUID in its
+// canonical 36-character text (uuid.Parse alone also takes the braced,
+// URN and 32-digit forms, which would name the same user another way).
+func IsUserID(id string) bool {
+	_, err := uuid.Parse(id)
+	return err == nil && len(id) == 36
+}
 
 // AssignableRoles are the roles an admin may give a user.
 func AssignableRoles() []string { return []string{RoleAdmin} }

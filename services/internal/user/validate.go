@@ -8,7 +8,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/nbutton23/zxcvbn-go"
 	"golang.org/x/text/secure/precis"
 	"golang.org/x/text/unicode/norm"
@@ -259,7 +258,7 @@ func checkID(v *ValidationError, field, id string) {
 		v.add(field, "required")
 		return
 	}
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+	if !identity.IsUserID(id) {
 		v.add(field, "must be a UUID")
 	}
 }
