@@ -87,10 +87,7 @@ func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 	if err := params.validate(); err != nil {
 		return nil, fmt.Errorf("password: %w", err)
 	}
-	if maxConcurrent <= 0 {
-		maxConcurrent = runtime.GOMAXPROCS(0)
-	}
-	h := &Hasher{params: params, slots: make(chan struct{}, maxConcurrent)}
+	h := &Hasher{params: params, slots: newSlots(maxConcurrent)}
 	for _, o := range opts {
 		o(h)
 	}
@@ -107,10 +104,16 @@ func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 // computations, maxConcurrent <= 0 meaning runtime.GOMAXPROCS(0). A second
 // budget costs no second stand-in hash at start.
 func (h *Hasher) Budget(maxConcurrent int) *Hasher {
+	return &Hasher{params: h.params, slots: newSlots(maxConcurrent), maxWait: h.maxWait, dummy: h.dummy}
+}
+
+// newSlots makes room for maxConcurrent computations at once, one per CPU
+// when maxConcurrent <= 0.
+func newSlots(maxConcurrent int) chan struct{} {
 	if maxConcurrent <= 0 {
 		maxConcurrent = runtime.GOMAXPROCS(0)
 	}
-	return &Hasher{params: h.params, slots: make(chan struct{}, maxConcurrent), maxWait: h.maxWait, dummy: h.dummy}
+	return make(chan struct{}, maxConcurrent)
 }
 
 // Params returns the parameters new hashes are made with.
