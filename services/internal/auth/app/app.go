@@ -239,11 +239,7 @@ func (a *App) Run(ctx context.Context) error {
 func (a *App) serve(ctx context.Context, serve func(context.Context) error) error {
 	purgeCtx, stopPurge := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.Service.PurgeLoop(purgeCtx, a.cfg.RefreshPurgeEvery)
-	}()
+	wg.Go(func() { a.Service.PurgeLoop(purgeCtx, a.cfg.RefreshPurgeEvery) })
 	wg.Go(func() { ratelimit.PurgeLoop(purgeCtx, a.limits, a.cfg.RefreshPurgeEvery, a.log) })
 	err := serve(ctx)
 	stopPurge()
