@@ -64,16 +64,23 @@ func NewSQL(ctx context.Context, db *database.DB) (*SQL, error) {
 	return &SQL{db: db}, nil
 }
 
-// take refills by the seconds since updated_at (never negative: a replica
-// whose clock is behind must not drain the bucket) at $3 seconds per
-// token, capped at the burst $2, and takes one only if a whole token is
-// there. updated_at never goes back.
+// levelSQL is the SQL twin of bucket.level, for the row r: its tokens refilled
+// by the seconds since updated_at (never negative: a replica whose clock is
+// behind must not drain the bucket) at $3 seconds per token, capped at the
+// burst $2, at time $4.
+const levelSQL = `LEAST($2::float8, r.tokens + GREATEST(EXTRACT(EPOCH FROM ($4 - r.updated_at))::float8, 0) / $3::float8)`
+
+// take takes one token from key $1 only if a whole one is there at $4.
+// updated_at never goes back.
 const take = `INSERT INTO rate_limits AS r (key, tokens, updated_at) VALUES ($1, $2::float8 - 1, $4)
 ON CONFLICT (key) DO UPDATE SET
-    tokens = LEAST($2::float8, r.tokens + GREATEST(EXTRACT(EPOCH FROM ($4 - r.updated_at))::float8, 0) / $3::float8) - 1,
+    tokens = ` + levelSQL + ` - 1,
     updated_at = GREATEST(r.updated_at, $4)
-WHERE LEAST($2::float8, r.tokens + GREATEST(EXTRACT(EPOCH FROM ($4 - r.updated_at))::float8, 0) / $3::float8) >= 1
+WHERE ` + levelSQL + ` >= 1
 RETURNING tokens`
+
+// peek is the level of key $1 at $4, for the wait of a refusal.
+const peek = `SELECT ` + levelSQL + ` FROM rate_limits r WHERE r.key = $1`
 
 // Take implements Store.
 func (s *SQL) Take(ctx context.Context, key string, r Rule, now time.Time) (bool, time.Duration, error) {
@@ -89,15 +96,13 @@ func (s *SQL) Take(ctx context.Context, key string, r Rule, now time.Time) (bool
 	case !errors.Is(err, sql.ErrNoRows):
 		return false, 0, fmt.Errorf("ratelimit: take: %w", err)
 	}
-	var level float64
-	err = s.db.QueryRow(ctx,
-		`SELECT LEAST($2::float8, tokens + GREATEST(EXTRACT(EPOCH FROM ($4 - updated_at))::float8, 0) / $3::float8)
-		 FROM rate_limits WHERE key = $1`, key, r.Burst, every, now).Scan(&level)
+	var have float64
+	err = s.db.QueryRow(ctx, peek, key, r.Burst, every, now).Scan(&have)
 	if err != nil {
 		// Refilled (or purged) in between: the next attempt will tell.
 		return false, r.Every, nil //nolint:nilerr // a refusal is the safe answer
 	}
-	return false, wait(level, r), nil
+	return false, wait(have, r), nil
 }
 
 // Refund implements Store.
