@@ -38,8 +38,8 @@ func New(db *database.DB) *Store {
 const columns = `id, email, display_name, roles, password_hash, create_time, update_time, version, session_version`
 
 // Create inserts u at Version 1 (u.Version is ignored). Zero times are set
-// to now. ErrEmailTaken if another
-// user has the same email, compared case-insensitively.
+// to now. ErrEmailTaken if another user has the same email, compared
+// case-insensitively.
 func (s *Store) Create(ctx context.Context, u user.User) error {
 	if u.ID == "" {
 		return errors.New("user store: create: empty id")
