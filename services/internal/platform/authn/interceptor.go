@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -140,17 +141,12 @@ func (i *Interceptor) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &authenticatedStream{ServerStream: ss, ctx: ctx})
+		// The claims become visible through the stream's Context().
+		wrapped := middleware.WrapServerStream(ss)
+		wrapped.WrappedContext = ctx
+		return handler(srv, wrapped)
 	}
 }
-
-// authenticatedStream makes the claims visible through Context().
-type authenticatedStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *authenticatedStream) Context() context.Context { return s.ctx }
 
 // authenticate returns ctx with claims attached, or a status error whose
 // message is generic and never contains the token.

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"sync"
 
+	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -269,16 +270,11 @@ func (i *Interceptor) StreamServerInterceptor() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &callerStream{ServerStream: ss, ctx: ctx})
+		wrapped := middleware.WrapServerStream(ss)
+		wrapped.WrappedContext = ctx
+		return handler(srv, wrapped)
 	}
 }
-
-type callerStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *callerStream) Context() context.Context { return s.ctx }
 
 func (i *Interceptor) authorize(ctx context.Context, method string, req any) (context.Context, error) {
 	access, ok := i.policy.Access(method)

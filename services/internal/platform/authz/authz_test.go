@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/health/grpc_health_v1" // registers grpc.health.v1.Health
 	"google.golang.org/grpc/status"
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
@@ -182,5 +183,47 @@ func TestUnenforceablePoliciesAreRefused(t *testing.T) {
 	}
 	if got := policy.PublicMethods(); len(got) != 1 || got[0] != userv1.UserService_CreateUser_FullMethodName {
 		t.Errorf("PublicMethods = %v", got)
+	}
+}
+
+// ctxStream is a server stream as an interceptor sees it: only its context
+// matters before the handler reads a message.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
+
+// TestStreamsGetTheCaller: the streaming half enforces the method's access
+// and hands the handler the resolved caller through the stream's context.
+func TestStreamsGetTheCaller(t *testing.T) {
+	const watch = "/grpc.health.v1.Health/Watch" // a server stream in the registry
+	calls := 0
+	i, err := authz.NewInterceptor(authz.Policy{Methods: map[string]authz.Access{watch: authz.Admin}}, resolve(&calls), "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		subject string
+		want    codes.Code
+	}{{"root", codes.OK}, {alice, codes.PermissionDenied}, {"gone", codes.Unauthenticated}} {
+		ctx := authn.ContextWithClaims(context.Background(), &authn.Claims{Subject: tt.subject})
+		var seen string
+		err := i.StreamServerInterceptor()(nil, ctxStream{ctx: ctx}, &grpc.StreamServerInfo{FullMethod: watch, IsServerStream: true},
+			func(_ any, ss grpc.ServerStream) error {
+				p, err := authz.Caller(ss.Context())
+				if err != nil {
+					return err
+				}
+				seen = p.ID
+				return nil
+			})
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s: code = %v, want %v", tt.subject, got, tt.want)
+		}
+		if tt.want == codes.OK && seen != tt.subject {
+			t.Errorf("%s: handler saw caller %q", tt.subject, seen)
+		}
 	}
 }
