@@ -31,8 +31,8 @@ const (
 // addresses that look the same must be the same account or not both
 // exist, so beyond the syntax it refuses compatibility forms (fullwidth
 // "ａ"), a mix of scripts within the local part or a domain label (Latin
-// with a Cyrillic "а"), invisible format characters, and IP-literal
-// domains (user@[127.0.0.1]).
+// with a Cyrillic "а"), invisible format characters, white space of any
+// script, and IP-literal domains (user@[127.0.0.1]).
 func normalizeEmail(v *ValidationError, field, email string) string {
 	switch {
 	case email == "":
@@ -63,6 +63,13 @@ func normalizeEmail(v *ValidationError, field, email string) string {
 		return ""
 	case strings.IndexFunc(nfc, invisible) >= 0:
 		v.add(field, "must not contain control or invisible format characters")
+		return ""
+	case strings.IndexFunc(nfc, unicode.IsSpace) >= 0:
+		// net/mail takes non-ASCII white space (U+2028, U+2029, U+1680,
+		// which NFKC keeps) for a letter; inside an address it makes a
+		// look-alike, and in front CanonicalEmail would trim it away into
+		// another account's address.
+		v.add(field, "must not contain white space")
 		return ""
 	}
 	for _, part := range append([]string{local}, strings.Split(domain, ".")...) {

@@ -789,6 +789,11 @@ func TestInputThatMeansOneThing(t *testing.T) {
 		{"a Cyrillic o in the domain", &userv1.CreateUserRequest{Email: "ada@ex\u043ample.com", Password: strong}, codes.InvalidArgument, "email"},
 		{"an IP literal", &userv1.CreateUserRequest{Email: "user@[127.0.0.1]", Password: strong}, codes.InvalidArgument, "email"},
 		{"a zero width space", &userv1.CreateUserRequest{Email: "ad\u200ba@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		// White space net/mail takes for a letter, which NFKC keeps: inside,
+		// a look-alike; in front, trimmed into an existing account.
+		{"a line separator", &userv1.CreateUserRequest{Email: "ad\u2028a@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"a paragraph separator before an address", &userv1.CreateUserRequest{Email: "\u2029müller@example.com", Password: strong}, codes.InvalidArgument, "email"},
+		{"an ogham space mark", &userv1.CreateUserRequest{Email: "ad\u1680a@example.com", Password: strong}, codes.InvalidArgument, "email"},
 		{"NFD of an existing NFC address", &userv1.CreateUserRequest{Email: "mu\u0308ller@example.com", Password: strong}, codes.AlreadyExists, ""},
 		{"right-to-left override", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "admin\u202egnp.exe"}, codes.InvalidArgument, "display_name"},
 		{"zero width space", &userv1.CreateUserRequest{Email: "b@example.com", Password: strong, DisplayName: "Ad\u200ba"}, codes.InvalidArgument, "display_name"},
