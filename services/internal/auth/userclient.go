@@ -188,6 +188,8 @@ func (c *ServiceCredentials) GetRequestMetadata(context.Context, ...string) (map
 	return map[string]string{"authorization": "Bearer " + c.token.Token}, nil
 }
 
-// RequireTransportSecurity implements credentials.PerRPCCredentials. The
-// connection is cluster-internal plaintext unless a mesh adds mTLS.
+// RequireTransportSecurity implements credentials.PerRPCCredentials. With
+// TLS configured the connection is mutual TLS (the User service checks
+// this service's certificate as well as the token); plaintext remains for
+// local development on loopback.
 func (c *ServiceCredentials) RequireTransportSecurity() bool { return false }

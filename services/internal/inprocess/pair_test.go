@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -40,6 +42,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	userapp "github.com/gatehouse-dev/gatehouse/services/internal/user/app"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
@@ -64,6 +67,9 @@ type pair struct {
 	authConn *grpc.ClientConn
 	userAddr string
 	logs     *syncBuffer // both services' logs, at debug level
+	// tls, in a pair started by startTLSPair: the CA both services trust
+	// and what a client needs to call them.
+	tls *pairTLS
 }
 
 // syncBuffer collects log lines from both services' goroutines.
@@ -112,7 +118,20 @@ func writeKey(t *testing.T, dir, kid string) {
 // a key directory, User verifies through Auth's JWKS over HTTP.
 func startPair(t *testing.T, authEnv ...string) *pair {
 	t.Helper()
-	p := &pair{t: t, keysDir: t.TempDir(), spans: tracetest.NewInMemoryExporter(), logs: &syncBuffer{}}
+	return startPairWith(t, nil, authEnv...)
+}
+
+// startTLSPair starts both services with TLS on every port, as the chart
+// runs them: the JWKS over https, Auth calling User with its client
+// certificate. userEnv adds to the User service's environment.
+func startTLSPair(t *testing.T, userEnv ...string) *pair {
+	t.Helper()
+	return startPairWith(t, newPairTLS(t), userEnv...)
+}
+
+func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
+	t.Helper()
+	p := &pair{t: t, keysDir: t.TempDir(), spans: tracetest.NewInMemoryExporter(), logs: &syncBuffer{}, tls: tlsOn}
 	logger := telemetry.NewLogger(p.logs, slog.LevelDebug, "pair")
 	writeKey(t, p.keysDir, "2026-01-01")
 	userGRPC, userHTTP, authGRPC, authHTTP := listen(t), listen(t), listen(t), listen(t)
@@ -121,6 +140,13 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 	data := t.TempDir()
 	common := []string{"DRAIN_DELAY=0s", "READINESS_INTERVAL=100ms"}
 	tracing := []telemetry.TracingOption{telemetry.WithExporter(p.spans)}
+	authEnv, userEnv := extraEnv, []string(nil)
+	if tlsOn != nil {
+		// Names, not IPs, so the certificates' names are what is checked.
+		p.userAddr = "localhost:" + port(userGRPC)
+		p.jwksURL = "https://localhost:" + port(authHTTP) + "/.well-known/jwks.json"
+		authEnv, userEnv = tlsOn.authEnv, append(slices.Clone(tlsOn.userEnv), extraEnv...)
+	}
 
 	authCfg, err := authapp.LoadConfig(append(append(common,
 		"DATABASE_URL=sqlite://"+filepath.Join(data, "auth.db"),
@@ -134,7 +160,7 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	userCfg, err := userapp.LoadConfig(append(common,
+	userCfg, err := userapp.LoadConfig(append(append(common,
 		"DATABASE_URL=sqlite://"+filepath.Join(data, "user.db"),
 		"JWKS_URL="+p.jwksURL,
 		"JWKS_REFRESH_INTERVAL=1s",
@@ -143,7 +169,7 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 		// Tests sign many users up from 127.0.0.1; the sign-up limit has
 		// its own tests.
 		"SIGNUP_RATE_PER_ADDR=0",
-	))
+	), userEnv...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +182,11 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); _ = p.authApp.Serve(ctx, authGRPC, authHTTP) }()
-	go func() { defer wg.Done(); _ = userApp.Serve(ctx, userGRPC, userHTTP) }()
+	go func() { defer wg.Done(); _ = p.authApp.Serve(ctx, server.Listeners{GRPC: authGRPC, HTTP: authHTTP}) }()
+	go func() { defer wg.Done(); _ = userApp.Serve(ctx, server.Listeners{GRPC: userGRPC, HTTP: userHTTP}) }()
 
-	userConn := dial(t, p.userAddr)
-	authConn := dial(t, authGRPC.Addr().String())
+	userConn := p.dial(t, p.userAddr)
+	authConn := p.dial(t, "localhost:"+port(authGRPC))
 	p.users, p.auth = userv1.NewUserServiceClient(userConn), authv1.NewAuthServiceClient(authConn)
 	p.authConn = authConn
 	t.Cleanup(func() {
@@ -179,12 +205,29 @@ func startPair(t *testing.T, authEnv ...string) *pair {
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return dialWith(t, addr, insecure.NewCredentials())
+}
+
+func dialWith(t *testing.T, addr string, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
+
+// dial connects a client of the pair: over TLS, trusting the pair's CA
+// and presenting no certificate, in a TLS pair.
+func (p *pair) dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	if p.tls == nil {
+		return dial(t, addr)
+	}
+	return dialWith(t, addr, p.tls.client(t, nil))
+}
+
+func port(l net.Listener) string { return fmt.Sprint(l.Addr().(*net.TCPAddr).Port) }
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -489,7 +532,7 @@ func startAuth(t *testing.T, kid, userAddr string, opts authapp.Options) authv1.
 	gl, hl := listen(t), listen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, gl, hl) }()
+	go func() { done <- a.Serve(ctx, server.Listeners{GRPC: gl, HTTP: hl}) }()
 	conn := dial(t, gl.Addr().String())
 	t.Cleanup(func() { _ = conn.Close(); cancel(); <-done })
 	return authv1.NewAuthServiceClient(conn)

@@ -35,6 +35,7 @@ type Service struct {
 	signupHasher PasswordHasher
 	allowSignup  bool
 	changes      ratelimit.Attempts // failed ChangePassword attempts
+	verifies     ratelimit.Attempts // failed VerifyPassword checks, per account
 	clients      *ratelimit.Clients
 	signups      ratelimit.Rule // sign-ups per client address
 	limits       ratelimit.Store
@@ -62,6 +63,13 @@ type Options struct {
 	PasswordChanges ratelimit.Attempts
 	// SignupsPerAddress limits anonymous sign-ups per client address.
 	SignupsPerAddress ratelimit.Rule
+	// PasswordVerifications limits failed VerifyPassword checks per
+	// account (its PerAccount rule; the caller is always the Auth
+	// service, so addresses say nothing). It is a backstop behind the Auth
+	// service's login limits, set looser than those so that it never
+	// trips on traffic they let through: it bounds guessing by anyone who
+	// holds the service's credentials. Its Store is Limits.
+	PasswordVerifications ratelimit.Attempts
 	// Status reports the server's readiness for HealthCheck.
 	Status func() healthpb.HealthCheckResponse_ServingStatus
 	Logger *slog.Logger
@@ -80,16 +88,18 @@ func NewService(store Store, hasher PasswordHasher, o Options) *Service {
 	}
 	if o.Limits == nil {
 		o.Limits = ratelimit.NewMemory(1)
-		o.PasswordChanges, o.SignupsPerAddress = ratelimit.Attempts{}, ratelimit.Rule{}
+		o.PasswordChanges, o.SignupsPerAddress, o.PasswordVerifications = ratelimit.Attempts{}, ratelimit.Rule{}, ratelimit.Attempts{}
 	}
 	o.PasswordChanges.Store, o.PasswordChanges.Scope = o.Limits, "password-change"
+	o.PasswordVerifications.Store, o.PasswordVerifications.Scope = o.Limits, "verify-password"
 	s := &Service{
 		store: store, hasher: hasher, signupHasher: o.SignupHasher, allowSignup: o.AllowSignup,
-		changes: o.PasswordChanges, signups: o.SignupsPerAddress, limits: o.Limits, clients: o.Clients,
+		changes: o.PasswordChanges, verifies: o.PasswordVerifications, signups: o.SignupsPerAddress, limits: o.Limits, clients: o.Clients,
 		status: o.Status, log: o.Logger, now: time.Now,
 		sampled: telemetry.NewSampler(telemetry.SamplePerKey, telemetry.SampleTotal),
 	}
 	s.changes.Now = func() time.Time { return s.now() }
+	s.verifies.Now = s.changes.Now
 	return s
 }
 
@@ -401,19 +411,34 @@ func (s *Service) VerifyPassword(ctx context.Context, req *userv1.VerifyPassword
 	if len(pw) > 4*MaxPasswordLen {
 		return nil, s.fail(ctx, ErrBadCredentials)
 	}
-	u, err := s.store.GetByEmail(ctx, identity.CanonicalEmail(req.GetEmail()))
+	email := identity.CanonicalEmail(req.GetEmail())
+	attempt, err := s.verifies.Begin(ctx, email, "")
+	var limited *ratelimit.LimitedError
+	switch {
+	case errors.As(err, &limited):
+		return nil, s.fail(ctx, err)
+	case err != nil:
+		return nil, s.fail(ctx, fmt.Errorf("%w: password verification limits: %w", ErrUnavailable, err))
+	}
+	u, err := s.store.GetByEmail(ctx, email)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		u = User{}
 	case err != nil:
+		attempt.Abandon(ctx)
 		return nil, s.fail(ctx, err)
 	}
 	ok, err := s.hasher.Verify(ctx, pw, u.PasswordHash)
 	if err != nil {
+		attempt.Abandon(ctx)
 		return nil, s.fail(ctx, err)
 	}
 	if !ok || u.ID == "" {
+		attempt.Failed()
 		return nil, s.fail(ctx, ErrBadCredentials)
+	}
+	if err := attempt.Succeeded(ctx); err != nil {
+		s.log.WarnContext(ctx, "password verification: recording a success", "error", err)
 	}
 	return &userv1.VerifyPasswordResponse{User: toProto(u), SessionVersion: u.SessionVersion}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"sync"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
 )
 
 // ServiceName names the service in logs, traces and metrics.
@@ -54,6 +54,7 @@ type App struct {
 	log      *slog.Logger
 	db       *database.DB
 	userConn *grpc.ClientConn
+	tls      *tlsfiles.Files
 	tracing  *telemetry.Tracing
 	closers  []io.Closer
 	limits   ratelimit.Store
@@ -83,6 +84,9 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err := a.openKeys(ctx); err != nil {
 		return nil, err
 	}
+	if a.tls, err = tlsfiles.Open(cfg.Server.TLS); err != nil {
+		return nil, err
+	}
 	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
 	if err != nil {
 		return nil, err
@@ -93,8 +97,15 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		// dns:/// resolves every address of the User service (a headless
 		// Service lists each pod) and round_robin spreads logins over
 		// them; a ClusterIP would pin this connection to one pod.
+		// With TLS configured, the User service's certificate is checked
+		// for the host of USER_SERVICE_ADDR and this service presents its
+		// own, which the User service's service-only methods require.
+		creds := insecure.NewCredentials()
+		if c := a.tls.ClientCredentials(); c != nil {
+			creds = c
+		}
 		a.userConn, err = grpc.NewClient("dns:///"+cfg.UserServiceAddr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithTransportCredentials(creds),
 			grpc.WithPerRPCCredentials(auth.NewServiceCredentials(a.Issuer, cfg.UserServiceAudience, cfg.ServiceTokenTTL)),
 			grpc.WithDefaultServiceConfig(auth.UserClientRetryPolicy),
 			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
@@ -162,6 +173,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		Tracer:  a.tracing.Provider,
 		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
 		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
+		TLS:     a.tls,
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
 			{Name: "signing key", Fn: func(context.Context) error {
@@ -213,8 +225,8 @@ func (a *App) openKeys(ctx context.Context) error {
 
 // Serve serves on the given listeners until ctx ends, purging expired
 // refresh tokens meanwhile; then it shuts down and releases everything.
-func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
-	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, gl, hl) })
+func (a *App) Serve(ctx context.Context, ls server.Listeners) error {
+	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, ls) })
 }
 
 // Build is server.Builder for this service: configuration from environ,
@@ -258,6 +270,7 @@ func (a *App) close() {
 		_ = a.userConn.Close()
 	}
 	a.tracing.Flush(a.log)
+	a.tls.Close()
 	for _, c := range a.closers {
 		_ = c.Close()
 	}

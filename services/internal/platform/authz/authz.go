@@ -161,6 +161,10 @@ type Interceptor struct {
 	adminRole string
 	targets   map[string]protoreflect.FieldDescriptor // method → target field
 	log       *slog.Logger
+	// servicePeer, if set, must also accept the connection of a Service
+	// call.
+	servicePeer     func(ctx context.Context) bool
+	servicePeerDesc string
 }
 
 // Option configures NewInterceptor.
@@ -169,6 +173,15 @@ type Option func(*Interceptor)
 // WithLogger logs refusals at debug level and resolver failures (the cause
 // behind an Internal answer) at error level.
 func WithLogger(l *slog.Logger) Option { return func(i *Interceptor) { i.log = l } }
+
+// WithServicePeer makes Service access need two proofs: the service
+// principal's token, and a connection that peer accepts (a TLS client
+// certificate naming the calling service, say). A bearer token can leak
+// through a log or a proxy; the private key of a client certificate does
+// not travel with the calls. desc says what peer wants, for the refusal.
+func WithServicePeer(peer func(ctx context.Context) bool, desc string) Option {
+	return func(i *Interceptor) { i.servicePeer, i.servicePeerDesc = peer, desc }
+}
 
 // NewInterceptor returns the interceptor enforcing policy. adminRole names
 // the role that Admin and SelfOrAdmin accept. Every Self and SelfOrAdmin
@@ -299,7 +312,7 @@ func (i *Interceptor) authorize(ctx context.Context, method string, req any) (co
 	if err != nil {
 		return nil, i.resolveStatus(ctx, method, err)
 	}
-	if err := i.allowed(access, p, method, req); err != nil {
+	if err := i.allowed(ctx, access, p, method, req); err != nil {
 		i.log.DebugContext(ctx, "request not authorized", "grpc.method", method, "access", access.String(), "caller", p.ID)
 		return nil, err
 	}
@@ -307,14 +320,18 @@ func (i *Interceptor) authorize(ctx context.Context, method string, req any) (co
 	return context.WithValue(ctx, callerKey{}, c), nil
 }
 
-func (i *Interceptor) allowed(access Access, p Principal, method string, req any) error {
+func (i *Interceptor) allowed(ctx context.Context, access Access, p Principal, method string, req any) error {
 	admin := !p.Service && p.HasRole(i.adminRole)
 	switch access {
 	case Service:
-		if p.Service {
-			return nil
+		if !p.Service {
+			return status.Error(codes.PermissionDenied, "permission denied: only the Auth service may call this method")
 		}
-		return status.Error(codes.PermissionDenied, "permission denied: only the Auth service may call this method")
+		if i.servicePeer != nil && !i.servicePeer(ctx) {
+			i.log.WarnContext(ctx, "service token on a connection without the service's certificate; refused", "grpc.method", method)
+			return status.Errorf(codes.PermissionDenied, "permission denied: the connection must present %s", i.servicePeerDesc)
+		}
+		return nil
 	case Admin:
 		if admin {
 			return nil

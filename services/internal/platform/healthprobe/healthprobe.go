@@ -3,7 +3,10 @@
 // every one answers SERVING. The images have no shell and no other
 // binary, so Docker's HEALTHCHECK and the chart's `helm test` pod run
 //
-//	/user healthcheck [-service NAME] [-timeout 3s] ADDR [ADDR...]
+//	/user healthcheck [-service NAME] [-timeout 3s] [-cacert CA.pem [-cert C.pem -key K.pem] [-servername NAME]] ADDR [ADDR...]
+//
+// With -cacert it speaks TLS, verifying the server against that bundle,
+// and presents -cert/-key when the server asks (TLS_CLIENT_AUTH=require).
 package healthprobe
 
 import (
@@ -15,8 +18,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
 )
 
 // Command is the subcommand name the binaries dispatch on.
@@ -28,15 +34,30 @@ func Run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	service := fs.String("service", "", `health service name ("" is the whole server)`)
 	timeout := fs.Duration("timeout", 3*time.Second, "per-address timeout")
+	cacert := fs.String("cacert", "", "speak TLS, trusting the CAs in this PEM file")
+	cert := fs.String("cert", "", "client certificate (PEM) to present over TLS")
+	key := fs.String("key", "", "private key of -cert (PEM)")
+	serverName := fs.String("servername", "", "name to verify the server's certificate against (default: the host of ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: healthcheck [-service NAME] [-timeout 3s] ADDR [ADDR...]")
+		return errors.New("usage: healthcheck [-service NAME] [-timeout 3s] [-cacert CA.pem [-cert C.pem -key K.pem] [-servername NAME]] ADDR [ADDR...]")
+	}
+	creds := insecure.NewCredentials()
+	if *cacert != "" {
+		f, err := tlsfiles.Open(tlsfiles.Config{CertFile: *cert, KeyFile: *key, CAFile: *cacert, ClientAuth: tlsfiles.ClientAuthNone, ReloadInterval: time.Hour})
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		creds = f.ClientCredentials()
+	} else if *cert != "" || *key != "" || *serverName != "" {
+		return errors.New("-cert, -key and -servername need -cacert")
 	}
 	var errs []error
 	for _, addr := range fs.Args() {
-		st, err := check(addr, *service, *timeout)
+		st, err := check(addr, *service, *timeout, creds, *serverName)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 			continue
@@ -49,8 +70,12 @@ func Run(args []string, out io.Writer) error {
 	return errors.Join(errs...)
 }
 
-func check(addr, service string, timeout time.Duration) (healthpb.HealthCheckResponse_ServingStatus, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func check(addr, service string, timeout time.Duration, creds credentials.TransportCredentials, serverName string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if serverName != "" {
+		opts = append(opts, grpc.WithAuthority(serverName))
+	}
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return 0, err
 	}

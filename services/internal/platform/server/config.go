@@ -9,15 +9,27 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
 )
 
 // Config holds the transport and lifecycle settings shared by all
 // services. Address defaults differ per service, so GRPCAddr and HTTPAddr
 // have no envDefault: services preset them before config.Load.
 type Config struct {
-	GRPCAddr   string `env:"GRPC_ADDR"`
-	HTTPAddr   string `env:"HTTP_ADDR"`
-	Reflection bool   `env:"GRPC_REFLECTION" envDefault:"true"`
+	GRPCAddr string `env:"GRPC_ADDR"`
+	HTTPAddr string `env:"HTTP_ADDR"`
+	// HealthAddr, when set, serves grpc.health.v1 alone in plaintext, for
+	// the kubelet's native gRPC probes, which cannot speak TLS. Status
+	// is all it tells; every other method stays on GRPC_ADDR.
+	HealthAddr string `env:"HEALTH_ADDR"`
+	// MetricsAddr, when set, serves /metrics alone in plaintext (nothing
+	// on it is secret), so Prometheus scrapes without this process's CA;
+	// /metrics then leaves HTTP_ADDR.
+	MetricsAddr string `env:"METRICS_ADDR"`
+	// TLS, when configured, makes GRPC_ADDR and HTTP_ADDR serve TLS only.
+	TLS        tlsfiles.Config
+	Reflection bool `env:"GRPC_REFLECTION" envDefault:"true"`
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP port.
 	// Off by default: profiles reveal internals and cost CPU when taken.
 	Pprof bool `env:"PPROF_ENABLED" envDefault:"false"`
@@ -99,5 +111,6 @@ func (c Config) Validate() error {
 	if c.MaxHeaderListBytes < 8192 {
 		errs = append(errs, fmt.Errorf("GRPC_MAX_HEADER_LIST_BYTES must be at least 8192 (tokens travel in headers), got %d", c.MaxHeaderListBytes))
 	}
+	errs = append(errs, c.TLS.Validate())
 	return errors.Join(errs...)
 }

@@ -20,6 +20,11 @@ func TestConfigValidation(t *testing.T) {
 		{name: "tiny message limit", env: append(base, "GRPC_MAX_RECV_MSG_BYTES=10"), wantErr: "GRPC_MAX_RECV_MSG_BYTES must be between"},
 		{name: "unparsable streams", env: append(base, "GRPC_MAX_CONCURRENT_STREAMS=-3"), wantErr: `invalid GRPC_MAX_CONCURRENT_STREAMS="-3"`},
 		{name: "empty address", env: []string{"HTTP_ADDR=:8081"}, wantErr: "GRPC_ADDR must not be empty"},
+		{name: "TLS", env: append(base, "TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "TLS_CA_FILE=/t/ca.crt", "TLS_CLIENT_AUTH=require")},
+		{name: "TLS key without certificate", env: append(base, "TLS_KEY_FILE=/t/tls.key"), wantErr: "TLS_CERT_FILE and TLS_KEY_FILE are set together"},
+		{name: "mTLS without CA", env: append(base, "TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "TLS_CLIENT_AUTH=require"), wantErr: "TLS_CLIENT_AUTH=require needs"},
+		{name: "unknown client auth", env: append(base, "TLS_CLIENT_AUTH=sometimes"), wantErr: `TLS_CLIENT_AUTH must be none or require, got "sometimes"`},
+		{name: "zero reload", env: append(base, "TLS_RELOAD_INTERVAL=0s"), wantErr: "TLS_RELOAD_INTERVAL must be positive"},
 		{name: "small header limit", env: append(base, "GRPC_MAX_HEADER_LIST_BYTES=100"), wantErr: "GRPC_MAX_HEADER_LIST_BYTES must be at least 8192"},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
 )
 
 // LivenessService is the health service name that reports only whether the
@@ -54,6 +55,8 @@ type Options struct {
 	Stream []grpc.StreamServerInterceptor
 	// Checks decide readiness; all must pass.
 	Checks []Check
+	// TLS, if it serves (Config.TLS set), secures the gRPC and HTTP ports.
+	TLS *tlsfiles.Files
 }
 
 // Server is a gRPC server plus its HTTP side port.
@@ -66,8 +69,14 @@ type Server struct {
 	GRPC    *grpc.Server
 	health  *health.Server
 	metrics *telemetry.Metrics
-	// HTTP serves /metrics; services may add handlers (e.g. a JWKS).
+	// HTTP serves /metrics (unless METRICS_ADDR moves it); services may
+	// add handlers (e.g. a JWKS).
 	HTTP *http.ServeMux
+	// probes serves health alone on HEALTH_ADDR; nil without one.
+	probes *grpc.Server
+	// metricsMux serves /metrics on METRICS_ADDR; nil without one.
+	metricsMux *http.ServeMux
+	tls        *tlsfiles.Files
 
 	watches   *watchRegistry
 	forceStop chan struct{}
@@ -89,6 +98,7 @@ func New(cfg Config, o Options) *Server {
 		health:    health.NewServer(),
 		metrics:   o.Metrics,
 		HTTP:      http.NewServeMux(),
+		tls:       o.TLS,
 		watches:   newWatchRegistry(),
 		forceStop: make(chan struct{}),
 	}
@@ -135,6 +145,9 @@ func New(cfg Config, o Options) *Server {
 			MaxConnectionIdle:     cfg.MaxConnectionIdle,
 		}),
 	}
+	if o.TLS.Serving() {
+		serverOpts = append(serverOpts, grpc.Creds(o.TLS.ServerCredentials()))
+	}
 	if o.Tracer != nil {
 		serverOpts = append(serverOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(o.Tracer),
@@ -148,7 +161,18 @@ func New(cfg Config, o Options) *Server {
 	if cfg.Reflection {
 		reflection.Register(s.GRPC)
 	}
-	s.HTTP.Handle("GET /metrics", o.Metrics.Handler())
+	if cfg.HealthAddr != "" {
+		// The same statuses, without TLS and without anything else:
+		// the kubelet's gRPC probe speaks plaintext only.
+		s.probes = grpc.NewServer(grpc.MaxConcurrentStreams(16), grpc.MaxRecvMsgSize(4096))
+		healthpb.RegisterHealthServer(s.probes, &watchLimitedHealth{Server: s.health, watches: s.watches})
+	}
+	metrics := s.HTTP
+	if cfg.MetricsAddr != "" {
+		s.metricsMux = http.NewServeMux()
+		metrics = s.metricsMux
+	}
+	metrics.Handle("GET /metrics", o.Metrics.Handler())
 	if cfg.Pprof {
 		s.HTTP.HandleFunc("/debug/pprof/", pprof.Index)
 		s.HTTP.HandleFunc("/debug/pprof/profile", longWrite(pprof.Profile))
@@ -181,61 +205,125 @@ func isProbe(fullMethod string) bool {
 		strings.HasPrefix(fullMethod, "/grpc.reflection.")
 }
 
+// Listeners are the sockets a Server serves on. Health and Metrics are
+// needed only when HEALTH_ADDR and METRICS_ADDR are set.
+type Listeners struct {
+	GRPC, HTTP      net.Listener
+	Health, Metrics net.Listener
+}
+
+// Listen opens the configured addresses; on error it closes what it had
+// opened and names the variable whose address failed.
+func (c Config) Listen(ctx context.Context) (_ Listeners, err error) {
+	var ls Listeners
+	var opened []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range opened {
+				_ = l.Close()
+			}
+		}
+	}()
+	var lc net.ListenConfig
+	for _, a := range []struct {
+		name, addr string
+		dst        *net.Listener
+	}{
+		{"GRPC_ADDR", c.GRPCAddr, &ls.GRPC},
+		{"HTTP_ADDR", c.HTTPAddr, &ls.HTTP},
+		{"HEALTH_ADDR", c.HealthAddr, &ls.Health},
+		{"METRICS_ADDR", c.MetricsAddr, &ls.Metrics},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		l, err := lc.Listen(ctx, "tcp", a.addr)
+		if err != nil {
+			return Listeners{}, fmt.Errorf("listen %s %s: %w", a.name, a.addr, err)
+		}
+		*a.dst = l
+		opened = append(opened, l)
+	}
+	return ls, nil
+}
+
 // Run listens on the configured addresses and serves until ctx ends, then
 // shuts down gracefully; see Serve.
 func (s *Server) Run(ctx context.Context) error {
-	var lc net.ListenConfig
-	gl, err := lc.Listen(ctx, "tcp", s.cfg.GRPCAddr)
+	ls, err := s.cfg.Listen(ctx)
 	if err != nil {
-		return fmt.Errorf("listen GRPC_ADDR %s: %w", s.cfg.GRPCAddr, err)
+		return err
 	}
-	hl, err := lc.Listen(ctx, "tcp", s.cfg.HTTPAddr)
-	if err != nil {
-		_ = gl.Close()
-		return fmt.Errorf("listen HTTP_ADDR %s: %w", s.cfg.HTTPAddr, err)
-	}
-	return s.Serve(ctx, gl, hl)
+	return s.Serve(ctx, ls)
 }
 
-// Serve serves gRPC on gl and HTTP on hl until ctx ends, then: every health
-// status goes NOT_SERVING, the server keeps serving for DrainDelay so
-// endpoints leave the Service, open health Watch streams are ended,
-// GracefulStop waits for in-flight calls up to ShutdownTimeout, then Stop
-// cancels the rest. ForceStop skips straight to Stop. Serve returns nil
-// after a clean shutdown.
-func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
+// Serve serves gRPC, HTTP and, when configured, the plaintext health and
+// metrics ports on ls until ctx ends, then: every health status goes
+// NOT_SERVING, the server keeps serving for DrainDelay so endpoints leave
+// the Service, open health Watch streams are ended, GracefulStop waits for
+// in-flight calls up to ShutdownTimeout, then Stop cancels the rest.
+// ForceStop skips straight to Stop. Serve returns nil after a clean
+// shutdown.
+func (s *Server) Serve(ctx context.Context, ls Listeners) error {
+	if (s.probes != nil) != (ls.Health != nil) || (s.metricsMux != nil) != (ls.Metrics != nil) {
+		return errors.New("server: Serve needs a health and a metrics listener exactly when HEALTH_ADDR and METRICS_ADDR are set")
+	}
 	s.metrics.InitializeMetrics(s.GRPC)
 	s.health.SetServingStatus(LivenessService, healthpb.HealthCheckResponse_SERVING)
 	s.setReady(s.checkAll(ctx) == nil)
 
-	httpSrv := &http.Server{
-		Handler:           s.HTTP,
-		ReadHeaderTimeout: min(5*time.Second, s.cfg.HTTPReadTimeout),
-		ReadTimeout:       s.cfg.HTTPReadTimeout,
-		WriteTimeout:      s.cfg.HTTPWriteTimeout,
-		IdleTimeout:       s.cfg.HTTPIdleTimeout,
-	}
+	httpSrv := s.httpServer(s.HTTP)
 	// Past the cap, new connections wait in the kernel's backlog until
 	// one closes; the descriptors stay for the gRPC port.
-	hl = netutil.LimitListener(hl, s.cfg.HTTPMaxConns)
-	errc := make(chan error, 2)
+	hl := netutil.LimitListener(ls.HTTP, s.cfg.HTTPMaxConns)
+	errc := make(chan error, 4)
 	go func() {
-		if err := s.GRPC.Serve(gl); err != nil {
+		if err := s.GRPC.Serve(ls.GRPC); err != nil {
 			errc <- fmt.Errorf("grpc serve: %w", err)
 		}
 	}()
 	go func() {
-		if err := httpSrv.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.tls.Serving() {
+			httpSrv.TLSConfig = s.tls.ServerConfig(false, "h2", "http/1.1")
+			err = httpSrv.ServeTLS(hl, "", "")
+		} else {
+			err = httpSrv.Serve(hl)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("http serve: %w", err)
 		}
 	}()
+	var metricsSrv *http.Server
+	if s.metricsMux != nil {
+		metricsSrv = s.httpServer(s.metricsMux)
+		go func() {
+			if err := metricsSrv.Serve(netutil.LimitListener(ls.Metrics, s.cfg.HTTPMaxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics serve: %w", err)
+			}
+		}()
+	}
+	if s.probes != nil {
+		go func() {
+			if err := s.probes.Serve(ls.Health); err != nil {
+				errc <- fmt.Errorf("health serve: %w", err)
+			}
+		}()
+	}
 	readyCtx, stopReadiness := context.WithCancel(context.WithoutCancel(ctx))
 	readinessDone := make(chan struct{})
 	go func() {
 		defer close(readinessDone)
 		s.readinessLoop(readyCtx)
 	}()
-	s.log.Info("serving", "grpc_addr", gl.Addr().String(), "http_addr", hl.Addr().String())
+	attrs := []any{"grpc_addr", ls.GRPC.Addr().String(), "http_addr", ls.HTTP.Addr().String(), "tls", s.tls.Serving()}
+	if ls.Health != nil {
+		attrs = append(attrs, "health_addr", ls.Health.Addr().String())
+	}
+	if ls.Metrics != nil {
+		attrs = append(attrs, "metrics_addr", ls.Metrics.Addr().String())
+	}
+	s.log.Info("serving", attrs...)
 
 	var serveErr error
 	select {
@@ -245,11 +333,26 @@ func (s *Server) Serve(ctx context.Context, gl, hl net.Listener) error {
 	}
 	stopReadiness()
 	<-readinessDone
-	s.shutdown(httpSrv)
+	s.shutdown(httpSrv, metricsSrv)
 	return serveErr
 }
 
-func (s *Server) shutdown(httpSrv *http.Server) {
+// httpServer is an HTTP server for h with the side ports' timeouts. Its
+// own errors (a client failing the TLS handshake, say) are logged at
+// debug level: they are the client's to fix, and a scanner must not fill
+// the log.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(5*time.Second, s.cfg.HTTPReadTimeout),
+		ReadTimeout:       s.cfg.HTTPReadTimeout,
+		WriteTimeout:      s.cfg.HTTPWriteTimeout,
+		IdleTimeout:       s.cfg.HTTPIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Server) shutdown(httpSrv, metricsSrv *http.Server) {
 	start := time.Now()
 	s.log.Info("shutting down", "drain_delay", s.cfg.DrainDelay.String(), "shutdown_timeout", s.cfg.ShutdownTimeout.String())
 	// Shutdown sets every status, liveness included, to NOT_SERVING and
@@ -284,9 +387,16 @@ func (s *Server) shutdown(httpSrv *http.Server) {
 		<-stopped
 	}
 
+	if s.probes != nil {
+		// Its only streams, Watch, were ended with the others.
+		s.probes.Stop()
+	}
 	httpCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = httpSrv.Shutdown(httpCtx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(httpCtx)
+	}
 	s.log.Info("stopped", "took", time.Since(start).String())
 }
 

@@ -77,6 +77,7 @@ type harness struct {
 	srv      *Server
 	conn     *grpc.ClientConn
 	httpAddr string
+	ls       Listeners
 	metrics  *telemetry.Metrics
 	cancel   context.CancelFunc
 	done     chan error
@@ -94,22 +95,31 @@ func testConfig() Config {
 
 func start(t *testing.T, cfg Config, checks ...Check) *harness {
 	t.Helper()
+	return startWith(t, cfg, Options{}, checks...)
+}
+
+// startWith serves a test service on loopback ports with o's additions.
+func startWith(t *testing.T, cfg Config, o Options, checks ...Check) *harness {
+	t.Helper()
 	h := &harness{metrics: telemetry.NewMetrics(), done: make(chan error, 1)}
-	h.srv = New(cfg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: h.metrics, Checks: checks})
+	o.Logger, o.Metrics, o.Checks = slog.New(slog.NewTextHandler(io.Discard, nil)), h.metrics, checks
+	h.srv = New(cfg, o)
 	h.srv.GRPC.RegisterService(&testServiceDesc, struct{}{})
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	ls, err := cfg.Listen(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.httpAddr = hl.Addr().String()
+	h.ls = ls
+	h.httpAddr = ls.HTTP.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	go func() { h.done <- h.srv.Serve(ctx, gl, hl) }()
-	h.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	go func() { h.done <- h.srv.Serve(ctx, ls) }()
+	creds := insecure.NewCredentials()
+	if o.TLS.Serving() {
+		creds = o.TLS.ClientCredentials()
+	}
+	h.conn, err = grpc.NewClient(ls.GRPC.Addr().String(), grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

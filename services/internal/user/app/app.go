@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
@@ -50,6 +51,7 @@ type App struct {
 	log     *slog.Logger
 	db      *database.DB
 	keys    authn.KeySet
+	tls     *tlsfiles.Files
 	tracing *telemetry.Tracing
 	limits  ratelimit.Store
 }
@@ -75,7 +77,10 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if a.db, err = database.Open(ctx, cfg.DatabaseURL, store.Migrations); err != nil {
 		return nil, fmt.Errorf("DATABASE_URL %s: %w", redact.URL(cfg.DatabaseURL), err)
 	}
-	if a.keys, err = openKeySet(ctx, cfg, a.log); err != nil {
+	if a.tls, err = tlsfiles.Open(cfg.Server.TLS); err != nil {
+		return nil, err
+	}
+	if a.keys, err = openKeySet(ctx, cfg, a.tls, a.log); err != nil {
 		return nil, err
 	}
 	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
@@ -120,6 +125,9 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 			Trust:      30 * 24 * time.Hour,
 		},
 		SignupsPerAddress: ratelimit.PerMinute(cfg.SignupRatePerAddr),
+		PasswordVerifications: ratelimit.Attempts{
+			PerAccount: ratelimit.PerMinute(cfg.VerifyPasswordRate),
+		},
 		Status: func() healthpb.HealthCheckResponse_ServingStatus {
 			return a.Server.Status(userv1.UserService_ServiceDesc.ServiceName)
 		},
@@ -136,7 +144,14 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if err != nil {
 		return nil, err
 	}
-	authorize, err := authz.NewInterceptor(policy, a.Service.ResolveCaller, user.RoleAdmin, authz.WithLogger(a.log))
+	authzOpts := []authz.Option{authz.WithLogger(a.log)}
+	if a.tls.Serving() {
+		names := cfg.ServicePeerNames
+		authzOpts = append(authzOpts, authz.WithServicePeer(
+			func(ctx context.Context) bool { return tlsfiles.PeerIs(ctx, names) },
+			fmt.Sprintf("a client certificate naming %s (SERVICE_PEER_NAMES)", strings.Join(names, " or "))))
+	}
+	authorize, err := authz.NewInterceptor(policy, a.Service.ResolveCaller, user.RoleAdmin, authzOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +164,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		Tracer:  a.tracing.Provider,
 		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
 		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
+		TLS:     a.tls,
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
 			{Name: "keys", Fn: func(context.Context) error {
@@ -217,8 +233,8 @@ func releaseStartupMemory() { debug.FreeOSMemory() }
 
 // Serve serves on the given listeners until ctx ends, shuts down
 // gracefully, flushes traces and closes the database.
-func (a *App) Serve(ctx context.Context, gl, hl net.Listener) error {
-	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, gl, hl) })
+func (a *App) Serve(ctx context.Context, ls server.Listeners) error {
+	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, ls) })
 }
 
 // serve runs serve with the rate-limit purge beside it, then releases
@@ -263,6 +279,7 @@ func (a *App) close() {
 	if c, ok := a.keys.(io.Closer); ok {
 		_ = c.Close()
 	}
+	a.tls.Close()
 	if a.db != nil {
 		if err := a.db.Close(); err != nil {
 			a.log.Warn("closing database", "error", err)
@@ -270,7 +287,7 @@ func (a *App) close() {
 	}
 }
 
-func openKeySet(ctx context.Context, cfg Config, log *slog.Logger) (authn.KeySet, error) {
+func openKeySet(ctx context.Context, cfg Config, tls *tlsfiles.Files, log *slog.Logger) (authn.KeySet, error) {
 	switch {
 	case cfg.JWTSecret != "":
 		log.Warn("JWT_SECRET set: HS256 simple mode; every holder of the secret can mint tokens, and keys cannot rotate without downtime")
@@ -282,7 +299,13 @@ func openKeySet(ctx context.Context, cfg Config, log *slog.Logger) (authn.KeySet
 		}
 		return ks, nil
 	default:
-		ks, err := authn.NewJWKSKeySet(ctx, cfg.JWKSURL, &http.Client{Timeout: 5 * time.Second}, log,
+		client := &http.Client{Timeout: 5 * time.Second}
+		if t := tls.HTTPTransport(); t != nil {
+			// The Auth service's certificate is checked against
+			// TLS_CA_FILE as it is at each connection.
+			client.Transport = t
+		}
+		ks, err := authn.NewJWKSKeySet(ctx, cfg.JWKSURL, client, log,
 			authn.WithJWKSRefreshInterval(cfg.JWKSRefreshInterval))
 		if err != nil {
 			return nil, fmt.Errorf("JWKS_URL: %w", err)

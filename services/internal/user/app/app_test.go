@@ -34,6 +34,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz/authztest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
@@ -119,7 +120,7 @@ func startAppWith(t *testing.T, params *password.Params, environ ...string) *env
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
-	go func() { e.done <- e.app.Serve(ctx, gl, hl) }()
+	go func() { e.done <- e.app.Serve(ctx, server.Listeners{GRPC: gl, HTTP: hl}) }()
 	e.conn, err = grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -748,6 +749,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad jwks url", []string{"JWKS_URL=ftp://x"}, "JWKS_URL must be an http(s) URL"},
 		{"negative token cache", []string{"TOKEN_CACHE_SIZE=-1"}, "TOKEN_CACHE_SIZE must not be negative"},
 		{"negative user cache", []string{"USER_CACHE_SIZE=-5"}, "USER_CACHE_SIZE must not be negative, got -5"},
+		{"plaintext JWKS with TLS", []string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "JWKS_URL=http://auth:8082/.well-known/jwks.json"}, "JWKS_URL must be https:// when TLS_CERT_FILE is set"},
+		{"no service peer with TLS", []string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "SERVICE_PEER_NAMES=,"}, "SERVICE_PEER_NAMES must name"},
+		{"negative verify rate", []string{"VERIFY_PASSWORD_RATE=-1"}, "VERIFY_PASSWORD_RATE must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -760,6 +764,10 @@ func TestConfigErrors(t *testing.T) {
 	cfg, err := LoadConfig(nil)
 	if err != nil || cfg.JWKSURL != DefaultJWKSURL || cfg.Server.GRPCAddr != ":50051" || cfg.Server.HTTPAddr != ":8081" {
 		t.Errorf("defaults: %+v, %v", cfg, err)
+	}
+	cfg, err = LoadConfig([]string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key"})
+	if err != nil || cfg.JWKSURL != "https://localhost:8082/.well-known/jwks.json" {
+		t.Errorf("default JWKS_URL with TLS: %q, %v; want https", cfg.JWKSURL, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 )
 
 // DefaultJWKSURL is where the Auth service publishes its keys when both run
-// on one machine with default settings.
+// on one machine with default settings; with TLS configured, https.
 const DefaultJWKSURL = "http://localhost:8082/.well-known/jwks.json"
 
 // Config is every setting of the User service; the README's config table
@@ -38,6 +39,17 @@ type Config struct {
 	// current password at leisure); the user's backstop is 3 times that,
 	// the address's 10 times. 0 disables the limits.
 	PasswordChangeRate int `env:"PASSWORD_CHANGE_RATE" envDefault:"10"`
+	// VerifyPasswordRate limits failed VerifyPassword checks per minute
+	// per account: a backstop behind the Auth service's login limits
+	// (looser than LOGIN_RATE_PER_ACCOUNT, so logins never reach it), for
+	// a caller holding the service's credentials. 0 disables it.
+	VerifyPasswordRate int `env:"VERIFY_PASSWORD_RATE" envDefault:"100"`
+	// ServicePeerNames are the names (DNS or URI subject alternative
+	// names) one of which the Auth service's client certificate carries.
+	// With TLS on, the service-only methods (VerifyPassword,
+	// GetSessionState, EndSessions) need that certificate besides the
+	// service token: a leaked token alone is not enough.
+	ServicePeerNames []string `env:"SERVICE_PEER_NAMES" envSeparator:"," envDefault:"gatehouse-auth"`
 	// SignupRatePerAddr limits anonymous sign-ups per client address: a
 	// burst of that many, then that many a minute. 0 disables the limit.
 	SignupRatePerAddr int `env:"SIGNUP_RATE_PER_ADDR" envDefault:"5"`
@@ -86,6 +98,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if c.JWKSURL == "" && c.JWTPublicKeysDir == "" && c.JWTSecret == "" {
 		c.JWKSURL = DefaultJWKSURL
+		if c.Server.TLS.Enabled() {
+			c.JWKSURL = "https" + strings.TrimPrefix(DefaultJWKSURL, "http")
+		}
 	}
 	return c, nil
 }
@@ -104,6 +119,17 @@ func (c *Config) Validate() error {
 	}
 	if c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "http://") && !strings.HasPrefix(c.JWKSURL, "https://") {
 		errs = append(errs, fmt.Errorf("JWKS_URL must be an http(s) URL, got %q", c.JWKSURL))
+	}
+	if c.Server.TLS.Enabled() && strings.HasPrefix(c.JWKSURL, "http://") {
+		// Whoever can answer a plaintext fetch can add a key and mint
+		// any token: with TLS on, keys come over TLS too.
+		errs = append(errs, fmt.Errorf("JWKS_URL must be https:// when TLS_CERT_FILE is set, got %q", c.JWKSURL))
+	}
+	if c.VerifyPasswordRate < 0 {
+		errs = append(errs, fmt.Errorf("VERIFY_PASSWORD_RATE must not be negative (0 disables), got %d", c.VerifyPasswordRate))
+	}
+	if c.Server.TLS.Enabled() && (len(c.ServicePeerNames) == 0 || slices.Contains(c.ServicePeerNames, "")) {
+		errs = append(errs, fmt.Errorf("SERVICE_PEER_NAMES must name the Auth service's certificate (no empty names) when TLS_CERT_FILE is set, got %q", c.ServicePeerNames))
 	}
 	if c.JWTSecret != "" && len(c.JWTSecret) < 32 {
 		errs = append(errs, fmt.Errorf("JWT_SECRET must be at least 32 bytes (HS256), got %d", len(c.JWTSecret)))
