@@ -21,7 +21,7 @@ TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/go
 ##@ Run
 
 .PHONY: run
-run: build $(BIN)/grpcurl ## Build and start both services locally (SQLite under .data/, generated key); prints grpcurl examples
+run: build $(BIN)/grpcurl ## Build and start both services locally (SQLite under .data/, generated key); prints grpcurl examples. TLS=1: TLS with a development CA
 	hack/run.sh
 
 .PHONY: walkthrough

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The README walk-through as a script: every step is a real grpcurl call,
 # and each result is checked. Usage: hack/walkthrough.sh [USER_ADDR] [AUTH_ADDR]
-# (defaults: the addresses `make run` uses).
+# (defaults: the addresses `make run` uses). GRPCURL_TRANSPORT holds
+# grpcurl's transport flags: -plaintext by default; for TLS, e.g.
+# "-cacert .data/tls/ca.crt" (what `make run TLS=1` prints).
 set -euo pipefail
 USER_ADDR=${1:-localhost:50051}
 AUTH_ADDR=${2:-localhost:50052}
+read -r -a TRANSPORT <<<"${GRPCURL_TRANSPORT:--plaintext}"
 GRPCURL=${GRPCURL:-$(dirname "$0")/../bin/grpcurl}
 EMAIL=${EMAIL:-ada-$RANDOM$RANDOM@example.com}
 PASSWORD='correct horse battery'
@@ -24,78 +27,78 @@ expect_fail() { # code, then the grpcurl arguments
 }
 
 step "list services (reflection)"
-"$GRPCURL" -plaintext "$USER_ADDR" list
+"$GRPCURL" "${TRANSPORT[@]}" "$USER_ADDR" list
 
 step "health"
-"$GRPCURL" -plaintext "$USER_ADDR" grpc.health.v1.Health/Check
+"$GRPCURL" "${TRANSPORT[@]}" "$USER_ADDR" grpc.health.v1.Health/Check
 
 step "create a user"
-created=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\",\"display_name\":\"Ada\"}" \
+created=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\",\"display_name\":\"Ada\"}" \
   "$USER_ADDR" user.v1.UserService/CreateUser)
 echo "$created"
 USER_ID=$(field id <<<"$created")
 
 step "log in"
-login=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+login=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
 echo "$login" | sed 's/\("[a-zA-Z]*Token": "[^"]\{12\}\)[^"]*"/\1…"/'
 TOKEN=$(field accessToken <<<"$login")
 REFRESH=$(field refreshToken <<<"$login")
 
 step "get the user with the access token"
-"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+"$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "without a token: refused"
-expect_fail Unauthenticated -plaintext -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "change the display name (only the masked field is written)"
-updated=$("$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" \
+updated=$("$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" \
   -d "{\"id\":\"$USER_ID\",\"display_name\":\"Ada L.\",\"update_mask\":{\"paths\":[\"display_name\"]}}" \
   "$USER_ADDR" user.v1.UserService/UpdateUser)
 echo "$updated"
 [[ $(field displayName <<<"$updated") == "Ada L." ]] || { echo "display name not changed" >&2; exit 1; }
 step "a stale etag: refused, nothing written"
-expect_fail Aborted -plaintext -H "authorization: Bearer $TOKEN" \
+expect_fail Aborted "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" \
   -d "{\"id\":\"$USER_ID\",\"display_name\":\"Stale\",\"etag\":\"1\",\"update_mask\":{\"paths\":[\"display_name\"]}}" \
   "$USER_ADDR" user.v1.UserService/UpdateUser
 step "your own password through UpdateUser: refused (ChangePassword needs the current one)"
-expect_fail PermissionDenied -plaintext -H "authorization: Bearer $TOKEN" \
+expect_fail PermissionDenied "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" \
   -d "{\"id\":\"$USER_ID\",\"password\":\"stolen token, new password\",\"update_mask\":{\"paths\":[\"password\"]}}" \
   "$USER_ADDR" user.v1.UserService/UpdateUser
 
 step "refresh: the refresh token rotates"
-refreshed=$("$GRPCURL" -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken)
+refreshed=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken)
 NEW_REFRESH=$(field refreshToken <<<"$refreshed")
 [[ -n $NEW_REFRESH && $NEW_REFRESH != "$REFRESH" ]] || { echo "refresh token did not rotate" >&2; exit 1; }
 echo "new refresh token issued"
 
 step "reuse of the old refresh token: refused, and the whole family is revoked"
-expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
-expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log out (idempotent)"
-"$GRPCURL" -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeToken
-expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+"$GRPCURL" "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeToken
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log in twice more (two sessions), then change the password with the current one"
-other=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+other=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
 OTHER_REFRESH=$(field refreshToken <<<"$other")
-"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" \
+"$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" \
   -d "{\"id\":\"$USER_ID\",\"current_password\":\"$PASSWORD\",\"new_password\":\"$NEW_PASSWORD\"}" \
   "$USER_ADDR" user.v1.UserService/ChangePassword
 step "every earlier session ended: its access token and its refresh token are refused"
-REASON=SESSION_ENDED expect_fail Unauthenticated -plaintext -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
-expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$OTHER_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=SESSION_ENDED expect_fail Unauthenticated "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$OTHER_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log in with the new password, then log out everywhere"
-login=$("$GRPCURL" -plaintext -d "{\"email\":\"$EMAIL\",\"password\":\"$NEW_PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
+login=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$NEW_PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
 TOKEN=$(field accessToken <<<"$login")
 REFRESH=$(field refreshToken <<<"$login")
-"$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "{\"user_id\":\"$USER_ID\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeAllSessions
-expect_fail Unauthenticated -plaintext -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
-REASON=SESSION_ENDED expect_fail Unauthenticated -plaintext -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+"$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"user_id\":\"$USER_ID\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeAllSessions
+expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=SESSION_ENDED expect_fail Unauthenticated "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "another service checking the token alone still accepts it until it expires"
-"$GRPCURL" -plaintext -d "{\"access_token\":\"$TOKEN\"}" "$AUTH_ADDR" auth.v1.AuthService/ValidateToken | grep -q '"subject"' ||
+"$GRPCURL" "${TRANSPORT[@]}" -d "{\"access_token\":\"$TOKEN\"}" "$AUTH_ADDR" auth.v1.AuthService/ValidateToken | grep -q '"subject"' ||
   { echo "ValidateToken refused a token that has not expired" >&2; exit 1; }
 echo "ValidateToken: valid (signature and expiry only; the User service refuses it)"
 
