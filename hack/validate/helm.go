@@ -26,6 +26,15 @@ var MonitoringAPIVersions = []string{
 	"monitoring.coreos.com/v1/PodMonitor",
 }
 
+// CertManagerAPIVersions are what discovery reports on a cluster with
+// cert-manager installed.
+var CertManagerAPIVersions = []string{
+	"cert-manager.io/v1",
+	"cert-manager.io/v1/Certificate",
+	"cert-manager.io/v1/Issuer",
+	"cert-manager.io/v1/ClusterIssuer",
+}
+
 // RenderOptions choose the release, values and cluster a chart renders for.
 type RenderOptions struct {
 	ReleaseName string
@@ -38,6 +47,8 @@ type RenderOptions struct {
 	// Monitoring adds the prometheus-operator's API versions to the
 	// capabilities; without it the cluster looks like one without the CRDs.
 	Monitoring bool
+	// CertManager adds cert-manager's API versions to the capabilities.
+	CertManager bool
 }
 
 // ChartRender is what `helm install --dry-run` would send to the cluster.
@@ -110,6 +121,9 @@ func RenderChart(chartDir string, opts RenderOptions) (*ChartRender, error) {
 	}
 	vals = mergeMaps(vals, opts.Values)
 	caps := Capabilities(opts.Monitoring)
+	if opts.CertManager {
+		caps.APIVersions = append(caps.APIVersions, CertManagerAPIVersions...)
+	}
 	if ch.Metadata.KubeVersion != "" && !chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("chart requires kubeVersion %s, incompatible with Kubernetes %s", ch.Metadata.KubeVersion, caps.KubeVersion)
 	}

@@ -187,14 +187,17 @@ func checkServicePosture(t *testing.T, objs []Object, minReplicas int32) {
 		if sc := c.SecurityContext; sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 			t.Errorf("%s: container %s needs readOnlyRootFilesystem: true", where, c.Name)
 		}
-		var grpcPort int32
+		var grpcPort, healthPort int32
 		for _, p := range c.Ports {
-			if p.Name == "grpc" {
+			switch p.Name {
+			case "grpc":
 				grpcPort = p.ContainerPort
+			case "health":
+				healthPort = p.ContainerPort
 			}
 		}
-		if grpcPort == 0 {
-			t.Errorf("%s: container %s has no port named grpc", where, c.Name)
+		if grpcPort == 0 || healthPort == 0 {
+			t.Errorf("%s: container %s needs ports named grpc and health (the plaintext health-only port the probes use)", where, c.Name)
 		}
 		checkGRPCProbe := func(kind string, p *corev1.Probe, service string) {
 			switch {
@@ -202,8 +205,10 @@ func checkServicePosture(t *testing.T, objs []Object, minReplicas int32) {
 				t.Errorf("%s: no %s probe", where, kind)
 			case p.GRPC == nil:
 				t.Errorf("%s: %s probe is not a native gRPC probe", where, kind)
-			case p.GRPC.Port != grpcPort:
-				t.Errorf("%s: %s probe on port %d, the gRPC port is %d", where, kind, p.GRPC.Port, grpcPort)
+			case p.GRPC.Port != healthPort:
+				// The kubelet's gRPC probe cannot speak TLS: it must use
+				// the plaintext health port, not the (TLS) gRPC port.
+				t.Errorf("%s: %s probe on port %d, the health port is %d", where, kind, p.GRPC.Port, healthPort)
 			case p.GRPC.Service == nil && service != "" || p.GRPC.Service != nil && *p.GRPC.Service != service:
 				t.Errorf("%s: %s probe asks for health service %v, want %q", where, kind, p.GRPC.Service, service)
 			}

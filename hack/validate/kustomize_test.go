@@ -26,6 +26,12 @@ func overlayFixtures(t *testing.T) map[string]map[string][]byte {
 			"keys/signing.pem": ed25519PEM(t),
 			"admin-password":   []byte("fixture-password-not-a-secret\n"),
 		},
+		// base with the tls component, the shape the chart's defaults
+		// compare with (TestKustomizeBaseMatchesChart).
+		"tls-parity": {
+			"kustomization.yaml": []byte("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
+				"resources: [../../base]\ncomponents: [../../components/tls]\n"),
+		},
 	}
 }
 
@@ -33,7 +39,7 @@ func overlayFixtures(t *testing.T) map[string]map[string][]byte {
 // to the operator (or, for base, to the overlays).
 var externalSecrets = map[string][]string{
 	"base":       {"gatehouse-auth-keys", "gatehouse-bootstrap-admin"},
-	"production": {"gatehouse-auth-keys", "gatehouse-bootstrap-admin", "gatehouse-database"},
+	"production": {"gatehouse-auth-keys", "gatehouse-bootstrap-admin", "gatehouse-database", "gatehouse-user-tls", "gatehouse-auth-tls"},
 }
 
 // renderTree copies k8s/ to a temporary directory, adds the overlay

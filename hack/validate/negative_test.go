@@ -71,6 +71,14 @@ spec:
           expr: up == 0
           labels: [critical]
 `,
+		"Certificate unknown field": `apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: demo}
+spec:
+  secretName: demo-tls
+  dnsName: [demo]
+  issuerRef: {name: ca}
+`,
 		"CRD kind not in the scheme": `apiVersion: monitoring.coreos.com/v1alpha1
 kind: ScrapeConfig
 metadata: {name: demo}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -56,9 +57,11 @@ var (
 
 func init() {
 	// Every built-in group (core, apps, policy, autoscaling, networking,
-	// batch, rbac, ...) plus the prometheus-operator's monitoring.coreos.com/v1.
+	// batch, rbac, ...) plus the prometheus-operator's monitoring.coreos.com/v1
+	// and cert-manager's cert-manager.io/v1 (Certificate, Issuer).
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(monitoringv1.AddToScheme(scheme))
+	utilruntime.Must(certmanagerv1.AddToScheme(scheme))
 }
 
 // DecodeStrict decodes one YAML document into its typed object. It fails on

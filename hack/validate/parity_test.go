@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -8,17 +9,29 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestKustomizeBaseMatchesChart: k8s/base and the chart's defaults (both
-// SQLite, one replica) run the services with the same security contexts,
-// probes, ports, grace period and rollout strategy, so the two ways to
-// deploy cannot drift apart.
+// TestKustomizeBaseMatchesChart: k8s/base with the tls component and the
+// chart's defaults (both SQLite, one replica, TLS on) run the services with
+// the same security contexts, probes, ports, grace period, rollout strategy,
+// mounts and TLS settings, so the two ways to deploy cannot drift apart.
 func TestKustomizeBaseMatchesChart(t *testing.T) {
 	chart, err := RenderChart(chartDir(t), RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fromChart := serviceDeployments(t, chart.Manifests)
-	fromBase := serviceDeployments(t, renderTree(t, "base"))
+	baseObjs := renderTree(t, "overlays/tls-parity")
+	fromBase := serviceDeployments(t, baseObjs)
+	chartEnv, baseEnv := configEnv(t, chart.Manifests), configEnv(t, baseObjs)
+	if c, b := chartEnv["user"]["JWKS_URL"], baseEnv["user"]["JWKS_URL"]; !strings.HasPrefix(c, "https://") || !strings.HasPrefix(b, "https://") {
+		t.Errorf("user JWKS_URL: chart %q, k8s/base+tls %q; both must be https", c, b)
+	}
+	for _, svc := range []string{"user", "auth"} {
+		for _, key := range []string{"HEALTH_ADDR", "METRICS_ADDR", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "TLS_CLIENT_AUTH", "SERVICE_PEER_NAMES"} {
+			if chartEnv[svc][key] != baseEnv[svc][key] {
+				t.Errorf("%s %s: chart %q, k8s/base+tls %q", svc, key, chartEnv[svc][key], baseEnv[svc][key])
+			}
+		}
+	}
 	opts := []cmp.Option{cmpopts.EquateEmpty()}
 	for _, svc := range []string{"user", "auth"} {
 		h, k := fromChart[svc], fromBase[svc]
@@ -56,4 +69,21 @@ func mountPaths(c *corev1.Container) map[string]bool {
 		m[vm.MountPath] = vm.ReadOnly
 	}
 	return m
+}
+
+// configEnv maps each service to the settings of its ConfigMap.
+func configEnv(t *testing.T, objs []Object) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{"user": {}, "auth": {}}
+	for _, o := range Find(objs, "ConfigMap", "") {
+		cm := o.Obj.(*corev1.ConfigMap)
+		for svc := range out {
+			if strings.Contains(cm.Name, "-"+svc) {
+				for k, v := range cm.Data {
+					out[svc][k] = v
+				}
+			}
+		}
+	}
+	return out
 }

@@ -19,7 +19,7 @@ automountServiceAccountToken: false
 {{- end }}
 {{- end -}}
 
-{{/* ClusterIP Service with the gRPC and HTTP ports. */}}
+{{/* ClusterIP Service with the gRPC, HTTP and metrics ports. */}}
 {{- define "gatehouse.service" -}}
 {{- $svc := index .root.Values .component -}}
 apiVersion: v1
@@ -49,6 +49,11 @@ spec:
     - name: http
       port: {{ include "gatehouse.httpPort" . }}
       targetPort: http
+      protocol: TCP
+      appProtocol: {{ ternary "https" "http" (not (empty (include "gatehouse.tlsSource" .root))) }}
+    - name: metrics
+      port: 9090
+      targetPort: metrics
       protocol: TCP
       appProtocol: http
 {{- end -}}

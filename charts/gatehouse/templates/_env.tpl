@@ -8,6 +8,14 @@ variable here is one of them.
 {{- $root := .root -}}
 GRPC_ADDR: ":{{ include "gatehouse.grpcPort" . }}"
 HTTP_ADDR: ":{{ include "gatehouse.httpPort" . }}"
+HEALTH_ADDR: ":8090"
+METRICS_ADDR: ":9090"
+{{- if include "gatehouse.tlsSource" $root }}
+TLS_CERT_FILE: /etc/gatehouse/tls/tls.crt
+TLS_KEY_FILE: /etc/gatehouse/tls/tls.key
+TLS_CA_FILE: /etc/gatehouse/tls/ca.crt
+TLS_CLIENT_AUTH: {{ $root.Values.tls.clientAuth | quote }}
+{{- end }}
 GRPC_REFLECTION: {{ $root.Values.grpc.reflection | toString | quote }}
 GRPC_MAX_CONNECTION_AGE: {{ $root.Values.grpc.maxConnectionAge | quote }}
 DRAIN_DELAY: "{{ $root.Values.lifecycle.drainDelaySeconds }}s"
@@ -78,9 +86,13 @@ checksum/database: {{ include "gatehouse.memo" (list $root "postgresql" "gatehou
 {{- end -}}
 {{- end -}}
 
-{{/* gRPC probes: startup and liveness ask for "liveness" (the process), readiness for "" (dependencies too). */}}
+{{/*
+gRPC probes: startup and liveness ask for "liveness" (the process), readiness for "" (dependencies too).
+They go to the plaintext health-only port (HEALTH_ADDR): the kubelet's gRPC probe cannot speak TLS, and
+an exec probe would start a process every few seconds. That port answers grpc.health.v1 and nothing else.
+*/}}
 {{- define "gatehouse.probes" -}}
-{{- $port := include "gatehouse.grpcPort" . | int -}}
+{{- $port := 8090 -}}
 startupProbe:
   grpc:
     port: {{ $port }}

@@ -370,4 +370,120 @@ Checks the schema cannot express. Rendered by templates/validate.yaml, so `helm 
 {{- if and .Values.bootstrapAdmin.enabled (not .Values.bootstrapAdmin.email) -}}
 {{- fail "bootstrapAdmin.enabled=true needs bootstrapAdmin.email" -}}
 {{- end -}}
+{{- if and (eq (include "gatehouse.tlsSource" .) "existing") (not (and .Values.tls.existingSecrets.user .Values.tls.existingSecrets.auth)) -}}
+{{- fail "tls.source=existing needs tls.existingSecrets.user and tls.existingSecrets.auth: Secrets with tls.crt, tls.key and ca.crt (or tls.source=generated, or tls.enabled=false)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+gatehouse.tlsSource: where the services' certificates come from ("cert-manager", "generated",
+"existing"), or "" when tls.enabled is false. `auto` picks cert-manager when the cluster serves it.
+*/}}
+{{- define "gatehouse.tlsSource" -}}
+{{- $t := .Values.tls -}}
+{{- if $t.enabled -}}
+{{- if ne $t.source "auto" -}}
+{{- $t.source -}}
+{{- else if .Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate" -}}
+cert-manager
+{{- else -}}
+generated
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a service's TLS Secret (tls.crt, tls.key, ca.crt). Call with (dict "root" $ "component" "user"). */}}
+{{- define "gatehouse.tlsSecretName" -}}
+{{- $existing := index .root.Values.tls.existingSecrets .component -}}
+{{- if and (eq (include "gatehouse.tlsSource" .root) "existing") $existing -}}
+{{- $existing -}}
+{{- else -}}
+{{- printf "%s-tls" (include "gatehouse.componentName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+DNS names of a service's certificate, one per line: its Services (ClusterIP and headless) in every
+form a client may dial, and localhost for `kubectl port-forward`. The Auth service's short Service
+name doubles as its identity (SERVICE_PEER_NAMES of the User service).
+*/}}
+{{- define "gatehouse.tlsDNSNames" -}}
+{{- $root := .root -}}
+{{- range $suffix := list "" "-headless" }}
+{{- $svc := printf "%s%s" (include "gatehouse.componentName" (dict "root" $root "component" $.component)) $suffix }}
+- {{ $svc }}
+- {{ $svc }}.{{ $root.Release.Namespace }}
+- {{ $svc }}.{{ $root.Release.Namespace }}.svc
+- {{ $svc }}.{{ $root.Release.Namespace }}.svc.{{ $root.Values.clusterDomain }}
+{{- end }}
+- localhost
+{{- end -}}
+
+{{/*
+Data (base64) of the chart-generated TLS Secrets, as YAML {ca: {...}, user: {...}, auth: {...}}: a CA,
+and a certificate per service signed by it, for server and client authentication. Each Secret found
+in the cluster is kept as it is (like the signing keys), so upgrades neither change certificates nor
+break connections; a missing one is generated (with the kept CA, when there is one).
+*/}}
+{{- define "gatehouse.tlsGeneratedData" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $days := int .Values.tls.generated.validityDays -}}
+{{- $caName := include "gatehouse.componentName" (dict "root" . "component" "ca") -}}
+{{- $caData := (lookup "v1" "Secret" $ns $caName).data | default dict -}}
+{{- $ca := dict -}}
+{{- if and (hasKey $caData "tls.crt") (hasKey $caData "tls.key") -}}
+{{- $ca = buildCustomCert (index $caData "tls.crt") (index $caData "tls.key") -}}
+{{- else -}}
+{{- $ca = genCA (printf "%s CA" (include "gatehouse.fullname" .)) $days -}}
+{{- $caData = dict "tls.crt" (b64enc $ca.Cert) "tls.key" (b64enc $ca.Key) -}}
+{{- end -}}
+{{- $out := dict "ca" $caData -}}
+{{- range $component := list "user" "auth" -}}
+{{- $ctx := dict "root" $ "component" $component -}}
+{{- $existing := (lookup "v1" "Secret" $ns (include "gatehouse.tlsSecretName" $ctx)).data | default dict -}}
+{{- if and (hasKey $existing "tls.crt") (hasKey $existing "tls.key") (hasKey $existing "ca.crt") -}}
+{{- $_ := set $out $component $existing -}}
+{{- else -}}
+{{- $names := include "gatehouse.tlsDNSNames" $ctx | fromYamlArray -}}
+{{- $cert := genSignedCert (first $names) (list "127.0.0.1") $names $days $ca -}}
+{{- $_ := set $out $component (dict "tls.crt" (b64enc $cert.Cert) "tls.key" (b64enc $cert.Key) "ca.crt" (b64enc $ca.Cert)) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
+
+{{/* Issuer of the services' Certificates: tls.certManager.issuerRef, else the chart's CA Issuer. */}}
+{{- define "gatehouse.tlsIssuerRef" -}}
+{{- with .Values.tls.certManager.issuerRef -}}
+{{- toYaml . -}}
+{{- else -}}
+name: {{ include "gatehouse.componentName" (dict "root" . "component" "ca") }}
+kind: Issuer
+group: cert-manager.io
+{{- end -}}
+{{- end -}}
+
+{{/* The TLS volume of a service pod (its Secret). Call with (dict "root" $ "component" "user"). */}}
+{{- define "gatehouse.tlsVolume" -}}
+{{- if include "gatehouse.tlsSource" .root }}
+- name: tls
+  secret:
+    secretName: {{ include "gatehouse.tlsSecretName" . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "gatehouse.tlsMount" -}}
+{{- if include "gatehouse.tlsSource" .root }}
+- name: tls
+  mountPath: /etc/gatehouse/tls
+  readOnly: true
+{{- end }}
 {{- end -}}
