@@ -9,13 +9,24 @@
 // runs right after a baseline run, in -rounds rounds, and the table shows
 // medians: this VM's speed drifts too much between minutes for one run.
 //
+// With -tls every server, the baseline included, serves TLS with a
+// certificate from a throwaway CA (hack/pki), the load generator trusts
+// that CA and verifies the name localhost, and the services call each
+// other as in production with TLS on: the User service fetches the JWKS
+// over https, the Auth service presents its client certificate
+// (gatehouse-auth) to the User service. The ratios then compare TLS with
+// TLS, and the results say which TLS the connections negotiated.
+//
 //	go run ./hack/bench [-rounds 3] [-duration 5s] [-warmup 1s] [-concurrency 16] [-conns 4]
-//	    [-scenarios REGEXP] [-profile DIR] [-server-env KEY=VALUE] [-out bench-results]
+//	    [-scenarios REGEXP] [-profile DIR] [-server-env KEY=VALUE] [-tls] [-out bench-results]
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,10 +48,15 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/gatehouse-dev/gatehouse/hack/localproc"
+	"github.com/gatehouse-dev/gatehouse/hack/pki"
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 )
@@ -55,6 +71,7 @@ type options struct {
 	profile          string
 	rounds           int
 	serverEnv        []string
+	tls              bool
 }
 
 func main() {
@@ -78,6 +95,8 @@ func main() {
 		o.serverEnv = append(o.serverEnv, v)
 		return nil
 	})
+	flag.BoolVar(&o.tls, "tls", false, "serve TLS on every server, the baseline too, with certificates from a throwaway CA the load generator trusts "+
+		"(JWKS over https, Auth's client certificate to User, as in production), and say so in the results")
 	flag.Parse()
 	if o.rounds < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 1")
@@ -181,6 +200,9 @@ type Report struct {
 	Binaries    map[string]float64 `json:"binary_mib"`
 	Images      map[string]string  `json:"images"`
 	Spans       int64              `json:"spans_exported"`
+	// TLS is what the load generator's connections negotiated in a -tls
+	// run ("TLS 1.3, TLS_AES_128_GCM_SHA256"); absent: plaintext.
+	TLS string `json:"tls,omitempty"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -196,7 +218,12 @@ func run(ctx context.Context, o options) error {
 
 	step("building binaries with production flags")
 	bins := filepath.Join(work, "bin")
-	build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-ldflags", "-s -w", "-o", bins+"/",
+	tags := "grpcnotrace"
+	if o.tls {
+		// The baseline's TLS server code (the services always have it).
+		tags += ",benchtls"
+	}
+	build := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", bins+"/",
 		"./services/user", "./services/auth", "./hack/bench/baseline")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -241,6 +268,17 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	// The servers listen on addr; the load generator dials dial, which
+	// with -tls is the name their certificates are verified for.
+	dial := addr
+	var tr *tlsRun // nil: plaintext
+	if o.tls {
+		step("issuing a throwaway CA and TLS certificates")
+		if tr, err = newTLSRun(filepath.Join(work, "tls")); err != nil {
+			return err
+		}
+		dial = func(i int) string { return "localhost:" + strconv.Itoa(ports[i]) }
+	}
 
 	procs := map[string]*localproc.Proc{}
 	defer func() {
@@ -256,7 +294,12 @@ func run(ctx context.Context, o options) error {
 		}
 		p.HTTPAddr = httpAddr
 		procs[name] = p
-		took, err := localproc.WaitServing(grpcAddr, p)
+		var took time.Duration
+		if tr != nil {
+			took, err = waitServingTLS(grpcAddr, p, tr.creds)
+		} else {
+			took, err = localproc.WaitServing(grpcAddr, p)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w (log %s)", name, err, p.LogPath)
 		}
@@ -266,40 +309,53 @@ func run(ctx context.Context, o options) error {
 		rep.IdleRSSAnon[name] = localproc.StatusField(p.PID(), "RssAnon")
 		return nil
 	}
-	if err := start("baseline", "baseline", []string{addr(0)}, nil, addr(0), ""); err != nil {
+	baselineArgs := []string{addr(0)}
+	if tr != nil {
+		f := tr.files["baseline"]
+		baselineArgs = []string{addr(0), f.Cert, f.Key}
+	}
+	if err := start("baseline", "baseline", baselineArgs, nil, dial(0), ""); err != nil {
 		return err
 	}
-	if err := start("auth", "auth", nil, append(common,
+	if err := start("auth", "auth", nil, append(append(append([]string{}, common...),
 		"GRPC_ADDR="+addr(1), "HTTP_ADDR="+addr(2), "DATABASE_URL=sqlite://"+filepath.Join(work, "auth.db"),
 		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+addr(3),
 		// The Login scenarios log in dozens of times a second from one
 		// address, past the per-address limit.
-		"LOGIN_RATE_PER_ADDR=0"), addr(1), addr(2)); err != nil {
+		"LOGIN_RATE_PER_ADDR=0"), tr.env("auth")...), dial(1), dial(2)); err != nil {
 		return err
 	}
 	// Three User service processes differ only in their caches. They share
 	// one SQLite file, which production never does (one writer); here only
 	// "user" writes, while seeding, before any scenario reads.
+	jwks := "http://" + addr(2) + "/.well-known/jwks.json"
+	if tr != nil {
+		jwks = "https://" + dial(2) + "/.well-known/jwks.json"
+	}
 	userEnv := func(grpc, http int, caches ...string) []string {
-		return append(append(append([]string{}, common...),
+		return append(append(append(append([]string{}, common...),
 			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL=sqlite://"+filepath.Join(work, "user.db"),
-			"JWKS_URL=http://"+addr(2)+"/.well-known/jwks.json",
+			"JWKS_URL="+jwks,
 			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench keeps the keys",
 			// The seeding signs 50 users up from one address.
-			"SIGNUP_RATE_PER_ADDR=0"), caches...)
+			"SIGNUP_RATE_PER_ADDR=0"), caches...), tr.env("user")...)
 	}
-	if err := start("user", "user", nil, userEnv(3, 4), addr(3), addr(4)); err != nil {
+	if err := start("user", "user", nil, userEnv(3, 4), dial(3), dial(4)); err != nil {
 		return err
 	}
-	if err := start("user-nocache", "user", nil, userEnv(5, 6, "TOKEN_CACHE_SIZE=0"), addr(5), addr(6)); err != nil {
+	if err := start("user-nocache", "user", nil, userEnv(5, 6, "TOKEN_CACHE_SIZE=0"), dial(5), dial(6)); err != nil {
 		return err
 	}
-	if err := start("user-nousercache", "user", nil, userEnv(7, 8, "USER_CACHE_SIZE=0"), addr(7), addr(8)); err != nil {
+	if err := start("user-nousercache", "user", nil, userEnv(7, 8, "USER_CACHE_SIZE=0"), dial(7), dial(8)); err != nil {
 		return err
 	}
 
-	c, err := newClients(o.conns, addr(1), map[string]string{
-		"baseline": addr(0), "user": addr(3), "user-nocache": addr(5), "user-nousercache": addr(7),
+	creds := insecure.NewCredentials()
+	if tr != nil {
+		creds = tr.creds
+	}
+	c, err := newClients(o.conns, creds, dial(1), map[string]string{
+		"baseline": dial(0), "user": dial(3), "user-nocache": dial(5), "user-nousercache": dial(7),
 	})
 	if err != nil {
 		return err
@@ -307,11 +363,22 @@ func run(ctx context.Context, o options) error {
 	defer c.close()
 
 	step("seeding users and tokens")
-	login, err := c.auth[0].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench keeps the keys"})
+	var authPeer peer.Peer
+	login, err := c.auth[0].Login(ctx, &authv1.LoginRequest{Email: "admin@example.com", Password: "bench keeps the keys"}, grpc.Peer(&authPeer))
 	if err != nil {
 		return fmt.Errorf("admin login: %w", err)
 	}
 	adminCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login.GetAccessToken())
+	if tr != nil {
+		var basePeer peer.Peer
+		if _, err := c.users["baseline"][0].GetUser(adminCtx, &userv1.GetUserRequest{}, grpc.Peer(&basePeer)); err != nil {
+			return fmt.Errorf("baseline over TLS: %w", err)
+		}
+		if rep.TLS, err = negotiated(authPeer, basePeer); err != nil {
+			return err
+		}
+		fmt.Println("  negotiated:", rep.TLS)
+	}
 	valid, err := c.auth[0].ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: login.GetAccessToken()})
 	if err != nil {
 		return err
@@ -412,7 +479,7 @@ func run(ctx context.Context, o options) error {
 					// Starts after the warm-up, covers the measured window.
 					time.Sleep(o.warmup)
 					name := strings.NewReplacer(" ", "-", ",", "", "(", "", ")", "").Replace(s.name) + "." + n + "." + kind + ".pprof"
-					if err := fetchProfile(procs[n].HTTPAddr, kind, o.duration, filepath.Join(o.profile, name)); err != nil {
+					if err := fetchProfile(tr.httpClient(), procs[n].HTTPAddr, kind, o.duration, filepath.Join(o.profile, name)); err != nil {
 						fmt.Println("  profile:", err)
 					}
 				}()
@@ -577,6 +644,10 @@ func markdown(rep Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %s, %s, %s. Servers pinned apart from the load generator: %v. Spans exported to the OTLP sink: %d.\n\n",
 		rep.Machine, rep.GoVersion, rep.Date, rep.Pinned, rep.Spans)
+	if rep.TLS != "" {
+		fmt.Fprintf(&b, "Over TLS (-tls): every server, the baseline included, served TLS (%s) with a certificate from a throwaway CA "+
+			"that the load generator verified, and the services called each other over TLS. Ratios compare TLS with TLS.\n\n", rep.TLS)
+	}
 	fmt.Fprintf(&b, "%d rounds; in each, every scenario ran right after a baseline run. QPS, latencies and CPU are "+
 		"medians over the rounds (the baseline's over all its runs), \"× base\" the median of the paired ratios, "+
 		"peak RSS the highest seen and errors the total.\n\n", rep.Rounds)
@@ -619,10 +690,10 @@ type clients struct {
 	auth  []authv1.AuthServiceClient
 }
 
-func newClients(n int, auth string, users map[string]string) (*clients, error) {
+func newClients(n int, creds credentials.TransportCredentials, auth string, users map[string]string) (*clients, error) {
 	c := &clients{users: map[string][]userv1.UserServiceClient{}}
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 		if err == nil {
 			c.conns = append(c.conns, conn)
 		}
@@ -707,12 +778,17 @@ func otlpSink() (string, *atomic.Int64, func(), error) {
 
 // fetchProfile saves a profile of the server at httpAddr taken over d:
 // kind "profile" for CPU, "allocs" for the allocations made during d.
-func fetchProfile(httpAddr, kind string, d time.Duration, path string) error {
+// client is nil for plain http, else an https client.
+func fetchProfile(client *http.Client, httpAddr, kind string, d time.Duration, path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", httpAddr, kind, max(1, int(d.Seconds())))
-	resp, err := http.Get(url) //nolint:noctx // bounded by the profile length
+	scheme := "https"
+	if client == nil {
+		client, scheme = http.DefaultClient, "http"
+	}
+	url := fmt.Sprintf("%s://%s/debug/pprof/%s?seconds=%d", scheme, httpAddr, kind, max(1, int(d.Seconds())))
+	resp, err := client.Get(url) //nolint:noctx // bounded by the profile length
 	if err != nil {
 		return err
 	}
@@ -771,3 +847,116 @@ func step(s string) { fmt.Printf("bench: %s (%s)\n", s, time.Now().Format("15:04
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func mib(n int64) float64        { return float64(n) / (1 << 20) }
+
+// tlsRun is the throwaway PKI of a -tls run. Its methods work on nil,
+// the plaintext run.
+type tlsRun struct {
+	// files are each server's certificate, key and CA bundle, by name:
+	// baseline, user (all three User processes) and auth.
+	files map[string]pki.Files
+	// client verifies the servers: the CA, and the name dialled.
+	client *tls.Config
+	creds  credentials.TransportCredentials
+}
+
+// newTLSRun issues a CA and a certificate per server into dir. The
+// names are those the bench dials (localhost) and listens on
+// (127.0.0.1, which the Auth service dials the User service at), and,
+// for the Auth service, gatehouse-auth: the name the User service's
+// SERVICE_PEER_NAMES expects on its client certificate.
+func newTLSRun(dir string) (*tlsRun, error) {
+	ca, err := pki.NewCA("gatehouse bench CA", 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	tr := &tlsRun{files: map[string]pki.Files{}}
+	for name, names := range map[string][]string{
+		"baseline": {"localhost", "127.0.0.1"},
+		"user":     {"localhost", "127.0.0.1"},
+		"auth":     {"localhost", "127.0.0.1", "gatehouse-auth"},
+	} {
+		leaf, err := ca.Issue(pki.Request{Names: names})
+		if err != nil {
+			return nil, err
+		}
+		if tr.files[name], err = pki.WriteFiles(filepath.Join(dir, name), leaf, ca); err != nil {
+			return nil, err
+		}
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	tr.client = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
+	tr.creds = credentials.NewTLS(tr.client)
+	return tr, nil
+}
+
+// env is the TLS settings of the service whose certificate is name's.
+func (tr *tlsRun) env(name string) []string {
+	if tr == nil {
+		return nil
+	}
+	f := tr.files[name]
+	return []string{"TLS_CERT_FILE=" + f.Cert, "TLS_KEY_FILE=" + f.Key, "TLS_CA_FILE=" + f.CA}
+}
+
+// httpClient fetches from the services' HTTP ports over https; nil for
+// plain http.
+func (tr *tlsRun) httpClient() *http.Client {
+	if tr == nil {
+		return nil
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tr.client.Clone(), ForceAttemptHTTP2: true}}
+}
+
+// negotiated names the TLS version and cipher suite of the connections
+// to the services and to the baseline, which must agree for the ratios
+// to compare like with like.
+func negotiated(service, baseline peer.Peer) (string, error) {
+	describe := func(p peer.Peer) string {
+		info, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok {
+			return "plaintext"
+		}
+		return tls.VersionName(info.State.Version) + ", " + tls.CipherSuiteName(info.State.CipherSuite)
+	}
+	s, b := describe(service), describe(baseline)
+	if s != b || s == "plaintext" {
+		return "", fmt.Errorf("-tls: the services negotiated %s, the baseline %s", s, b)
+	}
+	return s, nil
+}
+
+// waitServingTLS is localproc.WaitServing over TLS (localproc dials
+// plaintext): it polls grpc.health.v1 at addr every 2ms and returns the
+// time from the call to the first SERVING answer.
+func waitServingTLS(addr string, p *localproc.Proc, creds credentials.TransportCredentials) (time.Duration, error) {
+	start := time.Now()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1, MaxDelay: 2 * time.Millisecond},
+			MinConnectTimeout: 100 * time.Millisecond,
+		}))
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	h := healthpb.NewHealthClient(conn)
+	var last error
+	for time.Since(start) < 20*time.Second {
+		if p.Exited() {
+			return 0, errors.New("exited before SERVING")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return time.Since(start), nil
+		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("health status %s", r.GetStatus())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("not SERVING within 20s over TLS (last: %w)", last)
+}

@@ -4,7 +4,7 @@
 // restarts or breaks the services, so "a rolling restart loses no call" is
 // a number (failed == 0) rather than an impression.
 //
-// Two scenarios:
+// Three scenarios:
 //
 //   - steady: an open-loop constant rate of authenticated GetUser calls
 //     with a Login every Nth call; failures are counted by method and code.
@@ -19,9 +19,17 @@
 // the README documents for users to copy: what is measured here is what
 // a well-behaved client gets.
 //
+// Transport: plaintext unless -cacert is given. With -cacert FILE both
+// connections speak TLS (1.2 or later) and trust only the CAs in that PEM
+// bundle; -cert FILE -key FILE present a client certificate (needed when
+// the services run with TLS_CLIENT_AUTH=require); -servername NAME is the
+// name both servers' certificates are verified against, instead of the
+// host of each address (for an IP address or a port-forward).
+//
 //	loadgen [-scenario steady] [-rate 50] [-duration 60s] [-login-every 10]
 //	loadgen -scenario refresh-storm [-clients 20] [-steps 20]
 //	loadgen -scenario probe -email E -password P   (one Login, no warm-up)
+//	loadgen ... -cacert ca.crt [-cert tls.crt -key tls.key] [-servername NAME]
 package main
 
 import (
@@ -45,6 +53,14 @@ const (
 	scenarioProbe  = "probe"
 )
 
+const usage = `Usage:
+  loadgen [-scenario steady] [-rate 50] [-duration 60s] [-login-every 10]
+  loadgen -scenario refresh-storm [-clients 20] [-steps 20]
+  loadgen -scenario probe -email E -password P   (one Login, no warm-up)
+  loadgen ... -cacert ca.crt [-cert tls.crt -key tls.key] [-servername NAME]   (TLS)
+Flags:
+`
+
 // errUsage marks errors in the command line, so main can tell "you called
 // me wrongly" (exit 2) from "the services could not be reached" (exit 1).
 var errUsage = errors.New("usage")
@@ -63,6 +79,9 @@ type config struct {
 	maxInFlight int
 
 	clients, steps int
+
+	// tls is the transport: plaintext while its caFile is empty.
+	tls tlsFlags
 
 	// warmup bounds how long the services get to become reachable: in a
 	// fresh cluster the load pod may start before them.
@@ -103,8 +122,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	cfg := config{warmup: 60 * time.Second, progressEvery: 10 * time.Second}
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.userAddr, "user-addr", "dns:///localhost:50051", "gRPC target of the User service (plaintext)")
-	fs.StringVar(&cfg.authAddr, "auth-addr", "dns:///localhost:50052", "gRPC target of the Auth service (plaintext)")
+	fs.StringVar(&cfg.userAddr, "user-addr", "dns:///localhost:50051", "gRPC target of the User service")
+	fs.StringVar(&cfg.authAddr, "auth-addr", "dns:///localhost:50052", "gRPC target of the Auth service")
 	fs.StringVar(&cfg.scenario, "scenario", scenarioSteady, "steady, refresh-storm or probe")
 	fs.Float64Var(&cfg.rate, "rate", 50, "steady: calls per second, all methods together")
 	fs.DurationVar(&cfg.duration, "duration", 60*time.Second, "steady: how long to send")
@@ -115,6 +134,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 200, "steady: calls in flight beyond this fail as client-overload")
 	fs.IntVar(&cfg.clients, "clients", 20, "refresh-storm: concurrent callers per step")
 	fs.IntVar(&cfg.steps, "steps", 20, "refresh-storm: token families raced")
+	fs.StringVar(&cfg.tls.caFile, "cacert", "", "speak TLS (1.2+) to both services, trusting only the CAs in the PEM bundle `FILE` (default plaintext)")
+	fs.StringVar(&cfg.tls.certFile, "cert", "", "with -cacert: present the client certificate in PEM `FILE`, with -key (TLS_CLIENT_AUTH=require needs one)")
+	fs.StringVar(&cfg.tls.keyFile, "key", "", "with -cacert: the private key of -cert, PEM `FILE`")
+	fs.StringVar(&cfg.tls.serverName, "servername", "", "with -cacert: verify both servers' certificates for `NAME` (default the host of each address)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return config{}, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -158,6 +185,7 @@ func (c config) validate() error {
 	if c.userAddr == "" || c.authAddr == "" {
 		errs = append(errs, errors.New("-user-addr and -auth-addr must not be empty"))
 	}
+	errs = append(errs, c.tls.validate())
 	return errors.Join(errs...)
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -24,9 +25,11 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/gatehouse-dev/gatehouse/hack/pki"
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 )
@@ -568,6 +571,10 @@ func TestBadFlags(t *testing.T) {
 		{"unknown flag", []string{"-nope"}, "not defined"},
 		{"not a number", []string{"-rate", "lots"}, "invalid value"},
 		{"stray argument", []string{"steady"}, "unexpected arguments"},
+		{"cert without key", []string{"-cacert", "ca.crt", "-cert", "tls.crt"}, "-cert and -key are set together"},
+		{"key without cert", []string{"-cacert", "ca.crt", "-key", "tls.key"}, "-cert and -key are set together"},
+		{"client certificate without cacert", []string{"-cert", "tls.crt", "-key", "tls.key"}, "need -cacert"},
+		{"servername without cacert", []string{"-servername", "gatehouse-auth"}, "need -cacert"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -619,5 +626,123 @@ func TestWarmUpFailsFast(t *testing.T) {
 	}
 	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "warm-up attempt 2") {
 		t.Errorf("stdout = %q, stderr = %q: want no report and one line per attempt", &stdout, &stderr)
+	}
+}
+
+// loginOK answers Login, all the probe scenario calls: enough to show a
+// call went through the transport.
+type loginOK struct {
+	authv1.UnimplementedAuthServiceServer
+}
+
+func (loginOK) Login(context.Context, *authv1.LoginRequest) (*authv1.LoginResponse, error) {
+	return &authv1.LoginResponse{AccessToken: "t"}, nil
+}
+
+// tlsServer serves loginOK over TLS on loopback with a certificate ca
+// issued for names; clientAuth is what it asks of clients (ca verifies
+// the certificates they present).
+func tlsServer(t *testing.T, ca *pki.CA, clientAuth tls.ClientAuthType, names ...string) string {
+	t.Helper()
+	leaf, err := ca.Issue(pki.Request{Names: names})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(ca.Cert)
+	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}, ClientAuth: clientAuth, ClientCAs: clientCAs,
+	})))
+	authv1.RegisterAuthServiceServer(s, loginOK{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve(l) }()
+	t.Cleanup(s.Stop)
+	return l.Addr().String()
+}
+
+// TestTLS: -cacert (and -cert/-key, -servername) make loadgen's
+// connections speak TLS and verify the server; without -cacert they stay
+// plaintext, which a TLS server refuses. Each run is one probe Login.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := pki.NewCA("loadgen test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func(ca *pki.CA, name string, names ...string) pki.Files {
+		leaf, err := ca.Issue(pki.Request{Names: names})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := pki.WriteFiles(filepath.Join(dir, name), leaf, ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	client := issue(ca, "client", "loadgen-test-client")
+	other, err := pki.NewCA("another CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA := issue(other, "other", "localhost").CA
+
+	// The server's names: the address's IP, and a DNS name only
+	// -servername can ask for.
+	open := tlsServer(t, ca, tls.VerifyClientCertIfGiven, "gatehouse-auth", "127.0.0.1")
+	mutual := tlsServer(t, ca, tls.RequireAndVerifyClientCert, "gatehouse-auth", "127.0.0.1")
+
+	for _, tt := range []struct {
+		name string
+		addr string
+		args []string
+		code string // the probe's status; "" when run itself fails
+		msg  string // in the probe's message, or in run's error
+	}{
+		{"-cacert verifies the address's host", open, []string{"-cacert", client.CA}, "OK", ""},
+		{"-servername is verified instead", open, []string{"-cacert", client.CA, "-servername", "gatehouse-auth"}, "OK", ""},
+		{"-servername the certificate lacks", open, []string{"-cacert", client.CA, "-servername", "gatehouse-user"}, "Unavailable", "valid for gatehouse-auth, not gatehouse-user"},
+		{"-cacert of another CA", open, []string{"-cacert", otherCA}, "Unavailable", "certificate signed by unknown authority"},
+		// The TLS server takes the HTTP/2 preface for a bad record and
+		// hangs up.
+		{"plaintext against TLS", open, nil, "Unavailable", "server preface"},
+		{"client certificate where one is required", mutual, []string{"-cacert", client.CA, "-cert", client.Cert, "-key", client.Key}, "OK", ""},
+		// TLS 1.3 clients finish their handshake before the server checks
+		// their certificate: the refusal arrives as an alert or as a
+		// broken pipe, whichever comes first.
+		{"no client certificate where one is required", mutual, []string{"-cacert", client.CA}, "Unavailable", ""},
+		{"-cacert file missing", open, []string{"-cacert", filepath.Join(dir, "missing.crt")}, "", "-cacert: open"},
+		{"-cacert holding no certificate", open, []string{"-cacert", client.Key}, "", "no PEM certificate"},
+		{"-cert and -key that do not match", mutual, []string{"-cacert", client.CA, "-cert", client.Cert, "-key", filepath.Join(dir, "other", "tls.key")}, "", "-cert " + client.Cert},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // the refused calls each spend the retries' backoff
+			addr := "dns:///" + tt.addr
+			args := append([]string{"-user-addr", addr, "-auth-addr", addr, "-scenario", "probe", "-timeout", "2s"}, tt.args...)
+			var stdout bytes.Buffer
+			err := run(context.Background(), args, &stdout, io.Discard)
+			if tt.code == "" {
+				// A file that cannot be used stops loadgen before any
+				// call, as exit 1: the flags were well formed.
+				if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), tt.msg) || stdout.Len() != 0 {
+					t.Fatalf("err = %v, stdout %q: want a failure to start (not a usage error) containing %q", err, &stdout, tt.msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := decodeOne[probeReport](t, &stdout); r.Code != tt.code || !strings.Contains(r.Message, tt.msg) {
+				t.Fatalf("report = %+v, want code %s and a message containing %q", r, tt.code, tt.msg)
+			}
+		})
 	}
 }

@@ -2,6 +2,14 @@
 // Gatehouse against: the same GetUser RPC and response shape, answered
 // from memory with no interceptors, auth, metrics, tracing or storage. It
 // is the limit of the stack on this machine.
+//
+//	baseline [ADDR [CERT_FILE KEY_FILE]]
+//
+// Built with -tags benchtls (bench -tls builds it so), it serves TLS with
+// the PEM certificate and key named after the address, as the services
+// do with TLS on: a TLS run then compares TLS with TLS. Without the tag
+// the binary holds no TLS server code, so a plaintext run's baseline is
+// what it always was.
 package main
 
 import (
@@ -38,8 +46,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "baseline:", err)
 		os.Exit(1)
 	}
+	opts, err := serverOptions(os.Args[min(2, len(os.Args)):])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "baseline:", err)
+		os.Exit(1)
+	}
 	now := timestamppb.New(time.Now())
-	s := grpc.NewServer()
+	s := grpc.NewServer(opts...)
 	userv1.RegisterUserServiceServer(s, &bare{user: &userv1.User{
 		Id: "01900000-0000-7000-8000-000000000000", Email: "admin@example.com",
 		DisplayName: "Administrator", Roles: []string{"admin"}, CreateTime: now, UpdateTime: now,
