@@ -4,7 +4,7 @@
 # installs the chart with its defaults (SQLite) into a namespace enforcing Pod
 # Security "restricted", waits for the rollout, runs `helm test`, checks
 # grpc.health.v1.Health/Check through `kubectl port-forward`, and runs
-# hack/walkthrough.sh against the port-forwards.
+# hack/walkthrough.sh against the port-forwards (over TLS, the chart's default).
 #
 #   hack/kind/up.sh && hack/kind/smoke.sh          (AIRGAPPED=1 for both: no registry)
 #
@@ -93,8 +93,17 @@ forward() { # SERVICE PORT: sets FORWARDED_PORT to the local port
 }
 forward "$fullname-user" 50051; user_port=$FORWARDED_PORT
 forward "$fullname-auth" 50052; auth_port=$FORWARDED_PORT
+# TLS is on by default: trust the release's CA (the certificates name
+# localhost, so the port-forwarded addresses verify); plaintext otherwise.
+transport=-plaintext
+ca=$("$KUBECTL" -n "$NAMESPACE" get secret "$fullname-user-tls" --ignore-not-found -o 'jsonpath={.data.ca\.crt}')
+if [[ -n $ca ]]; then
+  base64 -d <<<"$ca" >"$CACHE/smoke-ca.crt"
+  transport="-cacert $CACHE/smoke-ca.crt"
+fi
+read -r -a transport_flags <<<"$transport"
 for pair in "user:$user_port" "auth:$auth_port"; do
-  out=$("$GRPCURL" -plaintext "localhost:${pair#*:}" grpc.health.v1.Health/Check 2>&1) ||
+  out=$("$GRPCURL" "${transport_flags[@]}" "localhost:${pair#*:}" grpc.health.v1.Health/Check 2>&1) ||
     fail "health check of the ${pair%%:*} service failed: $out"
   grep -q '"status": "SERVING"' <<<"$out" || fail "${pair%%:*} service is not SERVING: $out"
   note "${pair%%:*} (localhost:${pair#*:}): $(tr -d '\n ' <<<"$out")"
@@ -103,7 +112,7 @@ phase "5/6 port-forward + grpc.health.v1.Health/Check SERVING on both" "$t0"
 
 # --- 6. walk-through --------------------------------------------------------------
 t0=$SECONDS
-GRPCURL=$GRPCURL "$REPO_ROOT/hack/walkthrough.sh" "localhost:$user_port" "localhost:$auth_port" >&2 ||
+GRPCURL=$GRPCURL GRPCURL_TRANSPORT=$transport "$REPO_ROOT/hack/walkthrough.sh" "localhost:$user_port" "localhost:$auth_port" >&2 ||
   fail "hack/walkthrough.sh failed"
 phase "6/6 hack/walkthrough.sh through the port-forwards" "$t0"
 

@@ -9,6 +9,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -54,6 +55,21 @@ func NewCA(name string, validity time.Duration) (*CA, error) {
 		return nil, err
 	}
 	return &CA{Cert: cert, Key: key, PEM: pemBlock("CERTIFICATE", der)}, nil
+}
+
+// LoadCA reads a CA back from its PEM certificate and key (a
+// kubernetes.io/tls Secret's tls.crt and tls.key), to issue more
+// certificates from it.
+func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA: %w", err)
+	}
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok || pair.Leaf == nil || !pair.Leaf.IsCA {
+		return nil, errors.New("pki: not a CA certificate with a signing key")
+	}
+	return &CA{Cert: pair.Leaf, Key: key, PEM: pemBlock("CERTIFICATE", pair.Certificate[0])}, nil
 }
 
 // Leaf is an issued certificate and its key, PEM-encoded.

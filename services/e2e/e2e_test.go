@@ -13,6 +13,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -33,6 +34,10 @@ var (
 	grpcurl    = tool("GRPCURL", "grpcurl")
 	userAddr   string
 	authAddr   string
+	// caFile is the release's CA bundle (ca.crt of the User service's TLS
+	// Secret), written at start when the release serves TLS; "" when it
+	// serves plaintext.
+	caFile string
 )
 
 func envOr(k, def string) string {
@@ -63,6 +68,10 @@ func fullname() string {
 }
 
 func TestMain(m *testing.M) {
+	if err := loadCA(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
 	if err := connect(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		disconnect()
@@ -71,6 +80,42 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	disconnect()
 	os.Exit(code)
+}
+
+// loadCA reads the CA the release's certificates chain to, if it serves
+// TLS, into a temporary file for grpcurl -cacert and the Go clients. The
+// certificates also name localhost, so port-forwarded addresses verify.
+func loadCA() error {
+	out, err := exec.Command(kubectl, "-n", namespace, "get", "secret", fullname()+"-user-tls", "--ignore-not-found",
+		"-o", `jsonpath={.data.ca\.crt}`).Output()
+	if err != nil {
+		return fmt.Errorf("reading the release's CA: %w", err)
+	}
+	if len(out) == 0 {
+		return nil // tls.enabled=false: plaintext
+	}
+	pem, err := base64.StdEncoding.DecodeString(string(out))
+	if err != nil {
+		return fmt.Errorf("the release's ca.crt: %w", err)
+	}
+	f, err := os.CreateTemp("", "gatehouse-e2e-ca-*.crt")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Write(pem); err != nil {
+		return err
+	}
+	caFile = f.Name()
+	return nil
+}
+
+// transport is grpcurl's transport flags for the release.
+func transport() []string {
+	if caFile == "" {
+		return []string{"-plaintext"}
+	}
+	return []string{"-cacert", caFile}
 }
 
 // stopForwards ends the port-forwards behind userAddr and authAddr.
@@ -175,7 +220,7 @@ func call(t *testing.T, addr, method, token string, req any, headers ...string) 
 		t.Fatal(err)
 	}
 	// -max-time: a hung call fails the test with DeadlineExceeded instead of hanging it.
-	args := []string{"-plaintext", "-format-error", "-max-time", "20", "-d", string(body)}
+	args := append(transport(), "-format-error", "-max-time", "20", "-d", string(body))
 	if token != "" {
 		args = append(args, "-H", "authorization: Bearer "+token)
 	}

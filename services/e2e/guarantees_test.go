@@ -63,10 +63,39 @@ type loadgen struct {
 // warm-up is over, so what follows happens under load.
 func startLoadgen(t *testing.T, name string, args ...string) *loadgen {
 	t.Helper()
+	// The CA from the User service's TLS Secret, as any client in the
+	// namespace would mount it.
+	return startLoadgenTrusting(t, name, map[string]any{"secret": map[string]any{
+		"secretName": fullname() + "-user-tls", "items": []map[string]string{{"key": "ca.crt", "path": "ca.crt"}},
+	}}, args...)
+}
+
+// startLoadgenTrusting is startLoadgen with the volume that holds the
+// ca.crt loadgen trusts, when the release serves TLS.
+func startLoadgenTrusting(t *testing.T, name string, caVolume map[string]any, args ...string) *loadgen {
+	t.Helper()
 	args = append([]string{
 		"-user-addr", fmt.Sprintf("dns:///%s-user-headless.%s.svc:50051", fullname(), namespace),
 		"-auth-addr", fmt.Sprintf("dns:///%s-auth-headless.%s.svc:50052", fullname(), namespace),
 	}, args...)
+	container := map[string]any{
+		"name": "loadgen", "image": loadgenImage(t), "imagePullPolicy": "IfNotPresent", "args": args,
+		"resources": map[string]any{"requests": map[string]string{"cpu": "50m", "memory": "32Mi"}, "limits": map[string]string{"memory": "256Mi"}},
+		"securityContext": map[string]any{
+			"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+			"capabilities": map[string][]string{"drop": {"ALL"}},
+		},
+	}
+	var volumes []map[string]any
+	if caFile != "" {
+		container["args"] = append([]string{"-cacert", "/etc/gatehouse/ca/ca.crt"}, args...)
+		container["volumeMounts"] = []map[string]any{{"name": "ca", "mountPath": "/etc/gatehouse/ca", "readOnly": true}}
+		v := map[string]any{"name": "ca"}
+		for k, val := range caVolume {
+			v[k] = val
+		}
+		volumes = append(volumes, v)
+	}
 	pod := map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
 		"metadata": map[string]any{"name": name, "namespace": namespace, "labels": map[string]string{"app.kubernetes.io/name": "gatehouse-e2e-loadgen"}},
@@ -77,14 +106,8 @@ func startLoadgen(t *testing.T, name string, args ...string) *loadgen {
 				"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
 				"seccompProfile": map[string]string{"type": "RuntimeDefault"},
 			},
-			"containers": []map[string]any{{
-				"name": "loadgen", "image": loadgenImage(t), "imagePullPolicy": "IfNotPresent", "args": args,
-				"resources": map[string]any{"requests": map[string]string{"cpu": "50m", "memory": "32Mi"}, "limits": map[string]string{"memory": "256Mi"}},
-				"securityContext": map[string]any{
-					"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-					"capabilities": map[string][]string{"drop": {"ALL"}},
-				},
-			}},
+			"containers": []map[string]any{container},
+			"volumes":    volumes,
 		},
 	}
 	manifest, err := json.Marshal(pod)
