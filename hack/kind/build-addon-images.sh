@@ -8,6 +8,7 @@
 #   prometheus-config-reloader  gatehouse.local/prometheus-config-reloader:<PROMETHEUS_OPERATOR_VERSION>
 #   prometheus                  gatehouse.local/prometheus:<PROMETHEUS_VERSION>
 #   postgres                    gatehouse.local/postgres:15-<DEBIAN_SUITE>
+#   kube-network-policies       gatehouse.local/kube-network-policies:<KNP_VERSION>-nfqueue-compat
 #
 # The Go programs are the upstream releases built by hack/kind/build-binaries.sh
 # (static, FROM scratch, the upstream images' users). Two differences from the
@@ -80,8 +81,9 @@ echo "postgres=$PG_REF"
 
 # --- Go programs FROM scratch ------------------------------------------------------
 t0=$SECONDS
-bins=$("$KIND_DIR/build-binaries.sh" jaeger prometheus-operator prometheus) || die "building the add-on binaries failed (see above)"
+bins=$("$KIND_DIR/build-binaries.sh" jaeger prometheus-operator prometheus kube-network-policies) || die "building the add-on binaries failed (see above)"
 JAEGER_BIN=$(sed -n 's/^jaeger=//p' <<<"$bins")
+KNP_BIN=$(sed -n 's/^kube-network-policies=//p' <<<"$bins")
 OPERATOR_BIN=$(sed -n 's/^prometheus-operator=//p' <<<"$bins")
 PROMETHEUS_BIN=$(sed -n 's/^prometheus=//p' <<<"$bins")
 step "binaries: $((SECONDS - t0))s"
@@ -106,3 +108,6 @@ go_image prometheus-operator "$REPO/prometheus-operator:$PROMETHEUS_OPERATOR_VER
 go_image prometheus-config-reloader "$REPO/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION" \
   "$OPERATOR_BIN/prometheus-config-reloader:/bin/prometheus-config-reloader" 65534
 go_image prometheus "$REPO/prometheus:$PROMETHEUS_VERSION" "$PROMETHEUS_BIN/prometheus:/bin/prometheus" 65534
+# Root, as upstream's: it programs the node's nftables (hostNetwork, NET_ADMIN).
+go_image kube-network-policies "$REPO/kube-network-policies:$KNP_VERSION-nfqueue-compat" \
+  "$KNP_BIN/kube-network-policies:/bin/netpol" 0

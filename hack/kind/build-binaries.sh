@@ -17,6 +17,8 @@
 #            (PROMETHEUS_OPERATOR_VERSION, wrapper-module trick)
 #   prometheus  Prometheus (PROMETHEUS_VERSION; Go module v0.<minor>.<patch>
 #            with its exclude directives), API only: no UI assets
+#   kube-network-policies  sigs.k8s.io/kube-network-policies (KNP_VERSION), the
+#            NetworkPolicy agent of kindnet, with hack/kind/netpol/nfqueue-compat.patch
 #
 #   hack/kind/build-binaries.sh [component...]   (default: the node's: k8s etcd
 #                                                  coredns pause kind local-path)
@@ -192,6 +194,24 @@ build_prometheus() {
   [[ $got == *"version ${v#v}"* ]] || die "prometheus --version: $got"
 }
 
+# kube-network-policies hands the first packet of each new connection to a
+# pod with policies to itself through an nftables "queue" rule. Kernels
+# built without CONFIG_NFT_QUEUE (these VMs: no modules at all) refuse that
+# rule, and the agent then enforces nothing while looking healthy. The patch
+# queues through the x_tables NFQUEUE target via nft_compat instead (the
+# same kernel queue, CONFIG_NETFILTER_XT_TARGET_NFQUEUE), and makes the
+# agent clean up its rules on SIGTERM as on SIGINT.
+build_kube-network-policies() {
+  local out=$1 src=$CACHE/src/kube-network-policies-$KNP_VERSION
+  rm -rf "$src"
+  mkdir -p "$(dirname "$src")" "$out"
+  cp -r "$(mod_dir "sigs.k8s.io/kube-network-policies@$KNP_VERSION")" "$src"
+  chmod -R u+w "$src"
+  (cd "$src" && git apply -p1 "$KIND_DIR/netpol/nfqueue-compat.patch") || die "applying nfqueue-compat.patch failed"
+  (cd "$src" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out/kube-network-policies" ./cmd)
+  [[ -x $out/kube-network-policies ]] || die "kube-network-policies binary missing"
+}
+
 for c in "${components[@]}"; do
   case $c in
     k8s) key=("$K8S_VERSION") ;;
@@ -203,7 +223,8 @@ for c in "${components[@]}"; do
     jaeger) key=("$JAEGER_VERSION") ;;
     prometheus-operator) key=("$PROMETHEUS_OPERATOR_VERSION") ;;
     prometheus) key=("$PROMETHEUS_VERSION") ;;
-    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path jaeger prometheus-operator prometheus)" ;;
+    kube-network-policies) key=("$KNP_VERSION" "$(sha256sum <"$KIND_DIR/netpol/nfqueue-compat.patch")") ;;
+    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path jaeger prometheus-operator prometheus kube-network-policies)" ;;
   esac
   dir=$(component_dir "$c" "${key[@]}")
   if [[ -f $dir/.done ]]; then

@@ -17,6 +17,8 @@ CLUSTER_NAME=${CLUSTER_NAME:-gatehouse}
 JAEGER_VERSION=${JAEGER_VERSION:-v1.62.0}           # = the chart's jaeger.image.tag
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v3.7.3}    # Go module github.com/prometheus/prometheus v0.307.3
+# NetworkPolicy enforcement (the node's CNI, static ptp, enforces none): kindnet's policy agent.
+KNP_VERSION=${KNP_VERSION:-v0.8.0}
 # Online default node image: a stock kind image of the same minor. Not verified
 # here (these machines reach no registry); pin a digest from kind v0.31.0's
 # release notes once one is checked.

@@ -62,6 +62,7 @@ else
     [prometheus-config-reloader]=quay.io/prometheus-operator/prometheus-config-reloader:$PROMETHEUS_OPERATOR_VERSION
     [prometheus]=quay.io/prometheus/prometheus:$PROMETHEUS_VERSION
     [postgres]=docker.io/library/postgres:$(sed -n '/^postgresql:/,/^[a-z]/ s/^    tag: "\(.*\)"$/\1/p' "$REPO_ROOT/charts/gatehouse/values.yaml")
+    [kube-network-policies]=registry.k8s.io/networking/kube-network-policies:$KNP_VERSION
   )
   step "2/3 add-on images, upstream"
   for ref in "${addon[@]}"; do
@@ -72,7 +73,7 @@ else
   No container registry? AIRGAPPED=1 builds every image locally (Go module proxy + Debian apt)."
   done
 fi
-for k in jaeger prometheus-operator prometheus-config-reloader prometheus postgres; do
+for k in jaeger prometheus-operator prometheus-config-reloader prometheus postgres kube-network-policies; do
   [[ -n ${addon[$k]:-} ]] || die "no image for add-on '$k'"
 done
 step "2/3 add-ons: $((SECONDS - t0))s"
@@ -88,6 +89,7 @@ env_file=$CACHE/images-$CLUSTER_NAME.env
   echo "PROMETHEUS_CONFIG_RELOADER_IMAGE=${addon[prometheus-config-reloader]}"
   echo "PROMETHEUS_IMAGE=${addon[prometheus]}"
   echo "POSTGRES_IMAGE=${addon[postgres]}"
+  echo "KNP_IMAGE=${addon[kube-network-policies]}"
 } >"$env_file.tmp"
 mv "$env_file.tmp" "$env_file"
 

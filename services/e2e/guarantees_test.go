@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -28,19 +27,7 @@ func loadgenImage(t *testing.T) string {
 	if img := os.Getenv("E2E_LOADGEN_IMAGE"); img != "" {
 		return img
 	}
-	f, err := os.Open(envOr("E2E_IMAGES_ENV", ""))
-	if err != nil {
-		t.Fatalf("no load generator image: set E2E_LOADGEN_IMAGE, or E2E_IMAGES_ENV to the file make kind-load writes (%v)", err)
-	}
-	defer func() { _ = f.Close() }()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "LOADGEN_IMAGE="); ok {
-			return v
-		}
-	}
-	t.Fatalf("%s has no LOADGEN_IMAGE: run make kind-load", f.Name())
-	return ""
+	return imageFromEnv(t, "LOADGEN_IMAGE")
 }
 
 func kubectlRun(t *testing.T, args ...string) string {
