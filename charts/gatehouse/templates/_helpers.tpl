@@ -434,7 +434,7 @@ break connections; a missing one is generated (with the kept CA, when there is o
 {{- if and (hasKey $caData "tls.crt") (hasKey $caData "tls.key") -}}
 {{- $ca = buildCustomCert (index $caData "tls.crt") (index $caData "tls.key") -}}
 {{- else -}}
-{{- $ca = genCA (printf "%s CA" (include "gatehouse.fullname" .)) $days -}}
+{{- $ca = genCA (printf "%s CA" (include "gatehouse.fullname" .)) (int .Values.tls.generated.caValidityDays) -}}
 {{- $caData = dict "tls.crt" (b64enc $ca.Cert) "tls.key" (b64enc $ca.Key) -}}
 {{- end -}}
 {{- $out := dict "ca" $caData -}}

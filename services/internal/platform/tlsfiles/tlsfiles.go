@@ -348,6 +348,10 @@ func (f *Files) HTTPTransport() *http.Transport {
 		return nil
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	// Direct connections only: through an HTTPS_PROXY net/http would do
+	// the TLS itself with TLSClientConfig, not with DialTLSContext, and
+	// the CA bundle would not be the one verifying the server.
+	t.Proxy = nil
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {

@@ -271,7 +271,13 @@ func TestHTTPPlaintextGetsAClearAnswer(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTPS") {
 		t.Fatalf("plaintext: %d %q, want 400 naming HTTPS", resp.StatusCode, body)
 	}
-	client := &http.Client{Transport: open(t, tlsfiles.Config{CAFile: p.serverCfg.CAFile, ClientAuth: "none", ReloadInterval: time.Hour}).HTTPTransport()}
+	transport := open(t, tlsfiles.Config{CAFile: p.serverCfg.CAFile, ClientAuth: "none", ReloadInterval: time.Hour}).HTTPTransport()
+	if transport.Proxy != nil {
+		// Through a proxy net/http would verify with TLSClientConfig
+		// (nil: the system roots), not with the CA bundle.
+		t.Fatal("the https transport uses a proxy")
+	}
+	client := &http.Client{Transport: transport}
 	resp, err = client.Get("https" + url)
 	if err != nil {
 		t.Fatal(err)
