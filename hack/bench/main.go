@@ -26,7 +26,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,10 +47,8 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
@@ -296,7 +293,7 @@ func run(ctx context.Context, o options) error {
 		procs[name] = p
 		var took time.Duration
 		if tr != nil {
-			took, err = waitServingTLS(grpcAddr, p, tr.creds)
+			took, err = localproc.WaitServingWith(grpcAddr, p, tr.creds)
 		} else {
 			took, err = localproc.WaitServing(grpcAddr, p)
 		}
@@ -924,39 +921,4 @@ func negotiated(service, baseline peer.Peer) (string, error) {
 		return "", fmt.Errorf("-tls: the services negotiated %s, the baseline %s", s, b)
 	}
 	return s, nil
-}
-
-// waitServingTLS is localproc.WaitServing over TLS (localproc dials
-// plaintext): it polls grpc.health.v1 at addr every 2ms and returns the
-// time from the call to the first SERVING answer.
-func waitServingTLS(addr string, p *localproc.Proc, creds credentials.TransportCredentials) (time.Duration, error) {
-	start := time.Now()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1, MaxDelay: 2 * time.Millisecond},
-			MinConnectTimeout: 100 * time.Millisecond,
-		}))
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	h := healthpb.NewHealthClient(conn)
-	var last error
-	for time.Since(start) < 20*time.Second {
-		if p.Exited() {
-			return 0, errors.New("exited before SERVING")
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		r, err := h.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return time.Since(start), nil
-		}
-		last = err
-		if err == nil {
-			last = fmt.Errorf("health status %s", r.GetStatus())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("not SERVING within 20s over TLS (last: %w)", last)
 }

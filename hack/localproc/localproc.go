@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -81,13 +82,18 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// WaitServing polls grpc.health.v1 at addr every 2ms and returns the time
-// from the call to the first SERVING answer.
+// WaitServing polls grpc.health.v1 at addr every 2ms, in plaintext, and
+// returns the time from the call to the first SERVING answer.
 func WaitServing(addr string, p *Proc) (time.Duration, error) {
+	return WaitServingWith(addr, p, insecure.NewCredentials())
+}
+
+// WaitServingWith is WaitServing over the transport creds (TLS, say).
+func WaitServingWith(addr string, p *Proc, creds credentials.TransportCredentials) (time.Duration, error) {
 	start := time.Now()
 	// grpc-go's default reconnect backoff starts at 1s, which would be
 	// measured instead of the server; retry connecting every few ms.
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 2 * time.Millisecond, Multiplier: 1, MaxDelay: 2 * time.Millisecond},
 			MinConnectTimeout: 100 * time.Millisecond,
@@ -97,6 +103,7 @@ func WaitServing(addr string, p *Proc) (time.Duration, error) {
 	}
 	defer conn.Close()
 	h := healthpb.NewHealthClient(conn)
+	var last error
 	for time.Since(start) < 20*time.Second {
 		if p.Exited() {
 			return 0, errors.New("exited before SERVING")
@@ -107,9 +114,13 @@ func WaitServing(addr string, p *Proc) (time.Duration, error) {
 		if err == nil && r.GetStatus() == healthpb.HealthCheckResponse_SERVING {
 			return time.Since(start), nil
 		}
+		last = err
+		if err == nil {
+			last = fmt.Errorf("health status %s", r.GetStatus())
+		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return 0, errors.New("not SERVING within 20s")
+	return 0, fmt.Errorf("not SERVING within 20s (last: %w)", last)
 }
 
 // WriteKey writes a fresh Ed25519 signing key into dir as kid.pem.
