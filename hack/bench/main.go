@@ -872,11 +872,8 @@ func newTLSRun(dir string) (*tlsRun, error) {
 		"user":     {"localhost", "127.0.0.1"},
 		"auth":     {"localhost", "127.0.0.1", "gatehouse-auth"},
 	} {
-		leaf, err := ca.Issue(pki.Request{Names: names})
-		if err != nil {
-			return nil, err
-		}
-		if tr.files[name], err = pki.WriteFiles(filepath.Join(dir, name), leaf, ca); err != nil {
+		var err error
+		if _, tr.files[name], err = ca.IssueFiles(filepath.Join(dir, name), pki.Request{Names: names}); err != nil {
 			return nil, err
 		}
 	}

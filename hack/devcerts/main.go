@@ -60,11 +60,8 @@ func run(args []string) error {
 		return err
 	}
 	for _, l := range leaves {
-		leaf, err := ca.Issue(pki.Request{Names: l.names, NotAfter: time.Now().Add(90 * 24 * time.Hour)})
-		if err != nil {
-			return err
-		}
-		if _, err := pki.WriteFiles(filepath.Join(*dir, l.name), leaf, ca); err != nil {
+		req := pki.Request{Names: l.names, NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+		if _, _, err := ca.IssueFiles(filepath.Join(*dir, l.name), req); err != nil {
 			return err
 		}
 	}

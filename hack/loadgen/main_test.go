@@ -678,11 +678,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	issue := func(ca *pki.CA, name string, names ...string) pki.Files {
-		leaf, err := ca.Issue(pki.Request{Names: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := pki.WriteFiles(filepath.Join(dir, name), leaf, ca)
+		_, f, err := ca.IssueFiles(filepath.Join(dir, name), pki.Request{Names: names})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -138,6 +138,24 @@ func (ca *CA) Issue(r Request) (*Leaf, error) {
 	return &Leaf{Cert: cert, CertPEM: pemBlock("CERTIFICATE", der), KeyPEM: pemBlock("PRIVATE KEY", keyDER)}, nil
 }
 
+// IssueFiles issues a certificate for r and writes it, its key and the
+// CA bundle (bundle, or this CA alone when none is given) into dir with
+// WriteFiles.
+func (ca *CA) IssueFiles(dir string, r Request, bundle ...*CA) (*Leaf, Files, error) {
+	leaf, err := ca.Issue(r)
+	if err != nil {
+		return nil, Files{}, err
+	}
+	if len(bundle) == 0 {
+		bundle = []*CA{ca}
+	}
+	f, err := WriteFiles(dir, leaf, bundle...)
+	if err != nil {
+		return nil, Files{}, err
+	}
+	return leaf, f, nil
+}
+
 // Files are the paths WriteFiles wrote, in the layout of a
 // kubernetes.io/tls Secret that cert-manager fills.
 type Files struct {

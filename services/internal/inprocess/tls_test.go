@@ -54,11 +54,7 @@ func newPairTLS(t *testing.T) *pairTLS {
 // issue writes a certificate of the pair's CA for names under dir/name.
 func (p *pairTLS) issue(t *testing.T, name string, names ...string) pki.Files {
 	t.Helper()
-	leaf, err := p.ca.Issue(pki.Request{Names: names})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := pki.WriteFiles(filepath.Join(p.dir, name), leaf, p.ca)
+	_, f, err := p.ca.IssueFiles(filepath.Join(p.dir, name), pki.Request{Names: names})
 	if err != nil {
 		t.Fatal(err)
 	}

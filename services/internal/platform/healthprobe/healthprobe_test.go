@@ -48,11 +48,7 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	issue := func(name string, names ...string) pki.Files {
-		leaf, err := ca.Issue(pki.Request{Names: names})
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := pki.WriteFiles(filepath.Join(t.TempDir(), name), leaf, ca)
+		_, f, err := ca.IssueFiles(filepath.Join(t.TempDir(), name), pki.Request{Names: names})
 		if err != nil {
 			t.Fatal(err)
 		}

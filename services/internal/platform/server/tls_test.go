@@ -26,11 +26,7 @@ func tlsFiles(t *testing.T) *tlsfiles.Files {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := ca.Issue(pki.Request{Names: []string{"127.0.0.1", "localhost"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := pki.WriteFiles(filepath.Join(t.TempDir(), "tls"), leaf, ca)
+	_, f, err := ca.IssueFiles(filepath.Join(t.TempDir(), "tls"), pki.Request{Names: []string{"127.0.0.1", "localhost"}})
 	if err != nil {
 		t.Fatal(err)
 	}

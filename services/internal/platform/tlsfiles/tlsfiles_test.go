@@ -55,11 +55,7 @@ func mustCA(t *testing.T, name string) *pki.CA {
 
 func writeLeaf(t *testing.T, dir string, ca *pki.CA, r pki.Request, bundle ...*pki.CA) pki.Files {
 	t.Helper()
-	leaf, err := ca.Issue(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := pki.WriteFiles(dir, leaf, bundle...)
+	_, f, err := ca.IssueFiles(dir, r, bundle...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,11 +320,8 @@ func TestReloadWithoutRestart(t *testing.T) {
 	}
 	old := servedSerial(t, addr)
 
-	leaf, err := p.ca.Issue(pki.Request{Names: []string{"localhost"}})
+	leaf, _, err := p.ca.IssueFiles(p.serverDir, pki.Request{Names: []string{"localhost"}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pki.WriteFiles(p.serverDir, leaf, p.ca); err != nil {
 		t.Fatal(err)
 	}
 	waitForSerial(t, addr, leaf.Cert.SerialNumber.String())
@@ -416,11 +409,8 @@ func TestOpenRefusesBadFiles(t *testing.T) {
 	}
 	secretKey := "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n"
 	otherKey := filepath.Join(dir, "other", "tls.key")
-	otherLeaf, err := p.ca.Issue(pki.Request{Names: []string{"x"}})
+	otherLeaf, _, err := p.ca.IssueFiles(filepath.Dir(otherKey), pki.Request{Names: []string{"x"}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pki.WriteFiles(filepath.Dir(otherKey), otherLeaf, p.ca); err != nil {
 		t.Fatal(err)
 	}
 	expiredDir := filepath.Join(dir, "expired")
