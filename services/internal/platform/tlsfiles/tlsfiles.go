@@ -129,8 +129,9 @@ func Open(c Config) (*Files, error) {
 		}
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
-			// Never echo the files: one of them is a private key.
-			return nil, fmt.Errorf("TLS_CERT_FILE %s and TLS_KEY_FILE %s: not a matching PEM certificate and key: %w", c.CertFile, c.KeyFile, errorWithoutPEM(err))
+			// Name the files, never echo them: one is a private key
+			// (crypto/tls's reason quotes no key bytes).
+			return nil, fmt.Errorf("TLS_CERT_FILE %s and TLS_KEY_FILE %s: not a matching PEM certificate and key: %w", c.CertFile, c.KeyFile, err)
 		}
 		if now := time.Now(); now.After(pair.Leaf.NotAfter) {
 			return nil, fmt.Errorf("TLS_CERT_FILE %s: certificate expired at %s", c.CertFile, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -165,9 +166,6 @@ func Open(c Config) (*Files, error) {
 	}
 	return f, nil
 }
-
-// errorWithoutPEM keeps crypto/tls's reason, which names no key bytes.
-func errorWithoutPEM(err error) error { return errors.New(err.Error()) }
 
 // Close stops watching the files.
 func (f *Files) Close() {
