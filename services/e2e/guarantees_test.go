@@ -52,9 +52,15 @@ func startLoadgen(t *testing.T, name string, args ...string) *loadgen {
 	t.Helper()
 	// The CA from the User service's TLS Secret, as any client in the
 	// namespace would mount it.
-	return startLoadgenTrusting(t, name, map[string]any{"secret": map[string]any{
+	return startLoadgenTrusting(t, name, releaseCAVolume(), args...)
+}
+
+// releaseCAVolume is the volume source of the release's CA bundle: ca.crt
+// of the User service's TLS Secret.
+func releaseCAVolume() map[string]any {
+	return map[string]any{"secret": map[string]any{
 		"secretName": fullname() + "-user-tls", "items": []map[string]string{{"key": "ca.crt", "path": "ca.crt"}},
-	}}, args...)
+	}}
 }
 
 // startLoadgenTrusting is startLoadgen with the volume that holds the
@@ -66,16 +72,31 @@ func startLoadgenTrusting(t *testing.T, name string, caVolume map[string]any, ar
 		"-auth-addr", fmt.Sprintf("dns:///%s-auth-headless.%s.svc:50052", fullname(), namespace),
 	}, args...)
 	container := map[string]any{
-		"name": "loadgen", "image": loadgenImage(t), "imagePullPolicy": "IfNotPresent", "args": args,
+		"name": "loadgen", "image": loadgenImage(t), "args": args,
 		"resources": map[string]any{"requests": map[string]string{"cpu": "50m", "memory": "32Mi"}, "limits": map[string]string{"memory": "256Mi"}},
-		"securityContext": map[string]any{
-			"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-			"capabilities": map[string][]string{"drop": {"ALL"}},
-		},
 	}
-	var volumes []map[string]any
+	var ca map[string]any
 	if caFile != "" {
 		container["args"] = append([]string{"-cacert", "/etc/gatehouse/ca/ca.crt"}, args...)
+		ca = caVolume
+	}
+	runPod(t, name, map[string]string{"app.kubernetes.io/name": "gatehouse-e2e-loadgen"}, container, ca)
+	return &loadgen{t: t, name: name}
+}
+
+// runPod starts a one-off pod of container in the release's namespace,
+// as Pod Security "restricted" wants it, replacing one of that name, and
+// deletes it when the test ends. caVolume, if not nil, is mounted at
+// /etc/gatehouse/ca.
+func runPod(t *testing.T, name string, labels map[string]string, container, caVolume map[string]any) {
+	t.Helper()
+	container["imagePullPolicy"] = "IfNotPresent"
+	container["securityContext"] = map[string]any{
+		"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+		"capabilities": map[string][]string{"drop": {"ALL"}},
+	}
+	var volumes []map[string]any
+	if caVolume != nil {
 		container["volumeMounts"] = []map[string]any{{"name": "ca", "mountPath": "/etc/gatehouse/ca", "readOnly": true}}
 		v := map[string]any{"name": "ca"}
 		for k, val := range caVolume {
@@ -85,7 +106,7 @@ func startLoadgenTrusting(t *testing.T, name string, caVolume map[string]any, ar
 	}
 	pod := map[string]any{
 		"apiVersion": "v1", "kind": "Pod",
-		"metadata": map[string]any{"name": name, "namespace": namespace, "labels": map[string]string{"app.kubernetes.io/name": "gatehouse-e2e-loadgen"}},
+		"metadata": map[string]any{"name": name, "namespace": namespace, "labels": labels},
 		"spec": map[string]any{
 			"restartPolicy":                "Never",
 			"automountServiceAccountToken": false,
@@ -105,13 +126,11 @@ func startLoadgenTrusting(t *testing.T, name string, caVolume map[string]any, ar
 	cmd := exec.Command(kubectl, "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(string(manifest))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("starting loadgen pod %s: %v\n%s", name, err, out)
+		t.Fatalf("starting pod %s: %v\n%s", name, err, out)
 	}
-	lg := &loadgen{t: t, name: name}
 	t.Cleanup(func() {
 		_ = exec.Command(kubectl, "-n", namespace, "delete", "pod", name, "--ignore-not-found", "--wait=false").Run()
 	})
-	return lg
 }
 
 // progressLine is loadgen's periodic "loadgen: 10s sent=..." line, printed

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -69,40 +68,9 @@ func probePod(t *testing.T, name string, labels map[string]string, args ...strin
 	t.Helper()
 	image := strings.TrimSpace(kubectlRun(t, "-n", namespace, "get", "deployment", fullname()+"-user", "-o",
 		`jsonpath={.spec.template.spec.containers[?(@.name=="user")].image}`))
-	pod := map[string]any{
-		"apiVersion": "v1", "kind": "Pod",
-		"metadata": map[string]any{"name": name, "namespace": namespace, "labels": labels},
-		"spec": map[string]any{
-			"restartPolicy":                "Never",
-			"automountServiceAccountToken": false,
-			"securityContext": map[string]any{
-				"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
-				"seccompProfile": map[string]string{"type": "RuntimeDefault"},
-			},
-			"containers": []map[string]any{{
-				"name": "probe", "image": image, "imagePullPolicy": "IfNotPresent",
-				"command": []string{"/user", "healthcheck"}, "args": args,
-				"securityContext": map[string]any{
-					"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
-					"capabilities": map[string][]string{"drop": {"ALL"}},
-				},
-				"volumeMounts": []map[string]any{{"name": "ca", "mountPath": "/etc/gatehouse/ca", "readOnly": true}},
-			}},
-			"volumes": []map[string]any{{"name": "ca", "secret": map[string]any{
-				"secretName": fullname() + "-user-tls", "items": []map[string]string{{"key": "ca.crt", "path": "ca.crt"}},
-			}}},
-		},
-	}
-	manifest, _ := json.Marshal(pod)
-	_ = exec.Command(kubectl, "-n", namespace, "delete", "pod", name, "--ignore-not-found", "--wait").Run()
-	cmd := exec.Command(kubectl, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(string(manifest))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("starting pod %s: %v\n%s", name, err, out)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command(kubectl, "-n", namespace, "delete", "pod", name, "--ignore-not-found", "--wait=false").Run()
-	})
+	runPod(t, name, labels, map[string]any{
+		"name": "probe", "image": image, "command": []string{"/user", "healthcheck"}, "args": args,
+	}, releaseCAVolume())
 	var phase string
 	eventually(t, 90*time.Second, "pod "+name+" finished", func() error {
 		out, err := exec.Command(kubectl, "-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}").Output()
