@@ -108,10 +108,10 @@ fi
 # shellcheck disable=SC2086 # HELM_EXTRA_ARGS is a list of words
 "$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
   -f "$KIND_DIR/values-e2e.yaml" "${keys_args[@]}" \
-  --set "user.image.repository=${USER_IMAGE%:*}" --set "user.image.tag=${USER_IMAGE##*:}" \
-  --set "auth.image.repository=${AUTH_IMAGE%:*}" --set "auth.image.tag=${AUTH_IMAGE##*:}" \
-  --set "jaeger.image.repository=${JAEGER_IMAGE%:*}" --set "jaeger.image.tag=${JAEGER_IMAGE##*:}" \
-  --set "postgresql.image.repository=${POSTGRES_IMAGE%:*}" --set "postgresql.image.tag=${POSTGRES_IMAGE##*:}" \
+  --set-string "user.image.repository=${USER_IMAGE%:*}" --set-string "user.image.tag=${USER_IMAGE##*:}" \
+  --set-string "auth.image.repository=${AUTH_IMAGE%:*}" --set-string "auth.image.tag=${AUTH_IMAGE##*:}" \
+  --set-string "jaeger.image.repository=${JAEGER_IMAGE%:*}" --set-string "jaeger.image.tag=${JAEGER_IMAGE##*:}" \
+  --set-string "postgresql.image.repository=${POSTGRES_IMAGE%:*}" --set-string "postgresql.image.tag=${POSTGRES_IMAGE##*:}" \
   ${HELM_EXTRA_ARGS:-} --wait --timeout "${WAIT_TIMEOUT}s" >"$log" 2>&1 ||
   fail "helm upgrade --install failed: $(tail -n 20 "$log")"
 note "helm: $(sed -n 's/^STATUS: //p;s/^REVISION: /revision /p' "$log" | paste -sd' ')"

@@ -57,7 +57,7 @@ t0=$SECONDS
 restricted_namespace "$NAMESPACE"
 mkdir -p "$CACHE/logs"
 "$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
-  --set image.tag="$tag" >"$CACHE/logs/smoke-helm-install.log" 2>&1 ||
+  --set-string image.tag="$tag" >"$CACHE/logs/smoke-helm-install.log" 2>&1 ||
   fail "helm upgrade --install failed: $(cat "$CACHE/logs/smoke-helm-install.log")"
 note "helm upgrade --install $RELEASE (image.tag=$tag): $(sed -n 's/^STATUS: //p;s/^REVISION: /revision /p' "$CACHE/logs/smoke-helm-install.log" | paste -sd' ')"
 fullname=$RELEASE-gatehouse

@@ -2,10 +2,14 @@ package validate
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
+
+	"helm.sh/helm/v3/pkg/strvals"
 )
 
 // TestChartLint is `helm lint --strict` with the chart's defaults and with
@@ -166,3 +170,57 @@ func forcedOn(t *testing.T, files []string, kind string) bool {
 	m, _ := metrics[key].(map[string]any)
 	return m["enabled"] == true
 }
+
+// TestAllDigitImageTag replays a CI failure: the commit 8086789 became the
+// image tag, helm's --set made user.image.tag the number 8086789, and the schema
+// refused the release. Every script that passes a tag must use --set-string.
+func TestAllDigitImageTag(t *testing.T) {
+	dir := chartDir(t)
+	const set = "user.image.tag=8086789"
+	typed, err := strvals.Parse(set) // what --set does
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: typed}); err == nil ||
+		!strings.Contains(err.Error(), "want string") {
+		t.Errorf("--set %s: err = %v, want the schema to refuse a number", set, err)
+	}
+	str, err := strvals.ParseString(set) // what --set-string does
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: str})
+	if err != nil {
+		t.Fatalf("--set-string %s: %v", set, err)
+	}
+	found := false
+	for _, o := range r.All() {
+		found = found || strings.Contains(string(o.Raw), "gatehouse-user:8086789\"")
+	}
+	if !found {
+		t.Errorf("--set-string %s: no container runs gatehouse-user:8086789", set)
+	}
+
+	// The scripts and docs: any --set of an image tag is a --set-string.
+	root := repoRoot(t)
+	out, err := exec.Command("git", "-C", root, "ls-files", "--cached", "--others", "--exclude-standard",
+		"--", "*.sh", "*.md", "Makefile", "*.go", "*.yaml").Output()
+	if err != nil {
+		t.Skipf("git ls-files: %v (not a git checkout?)", err)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			continue // deleted in the work tree
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			if m := typedTagSet.FindString(line); m != "" {
+				t.Errorf("%s:%d: %q: an all-digit tag becomes a number; use --set-string", f, i+1, m)
+			}
+		}
+	}
+}
+
+// typedTagSet matches a --set (not --set-string) of image.tag or
+// <component>.image.tag, quoted or not.
+var typedTagSet = regexp.MustCompile(`--set[ =]+"?[\w.]*image\.tag=`)
