@@ -42,8 +42,8 @@ build: ## Build the service binaries into ./bin
 test: proto-check fmt-check vet lint test-go fuzz-short abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, the short abuse replay, chart and manifest validation
 
 .PHONY: test-go
-test-go: ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set)
-	go test -race -count=1 $(GO_TEST_FLAGS) ./...
+test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl)
+	GRPCURL=$(abspath $(BIN)/grpcurl) go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz-short
 fuzz-short: ## Run every fuzz target for FUZZTIME each (default 30000x executions; a duration such as 60s also works)
@@ -149,14 +149,19 @@ bench-go: ## Go micro-benchmarks of the hot paths (token verify, interceptor, st
 ##@ Contracts
 
 .PHONY: proto
-proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Lint the .proto files and regenerate the Go code
-	cd services/api && buf lint && buf generate
+proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Lint the .proto files, regenerate the Go code and the descriptors reflection serves (api/apidesc)
+	cd services/api && buf lint && buf generate && buf build --as-file-descriptor-set -o apidesc/descriptors.binpb
 
 .PHONY: proto-check
-proto-check: proto ## Fail if the committed generated code differs from a fresh `make proto`
+proto-check: proto ## Fail if the contract breaks the released one (buf breaking) or the committed generated code differs from a fresh `make proto`
+	cd services/api && buf breaking --against contract/released.binpb
 	@if [ -n "$$(git status --porcelain -- services/api)" ]; then \
 		echo "generated code in services/api is stale; run 'make proto' and commit:"; \
 		git status --porcelain -- services/api; git --no-pager diff --stat -- services/api; exit 1; fi
+
+.PHONY: proto-baseline
+proto-baseline: $(BIN)/buf ## At release time: record the contract as released (api/contract/released.binpb), what proto-check's buf breaking compares with
+	cd services/api && buf build -o contract/released.binpb
 
 ##@ Tools
 

@@ -26,8 +26,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/tlsfiles"
@@ -57,6 +62,13 @@ type Options struct {
 	Checks []Check
 	// TLS, if it serves (Config.TLS set), secures the gRPC and HTTP ports.
 	TLS *tlsfiles.Files
+	// Descriptors, if set, is where reflection looks files and symbols up
+	// first, before protoregistry.GlobalFiles (which still answers for
+	// grpc.health.v1, reflection itself and anything else it lacks).
+	// Descriptors with source info make reflection clients (grpcurl
+	// describe) show the contract's comments, which the generated code's
+	// own descriptors leave out. Nil: the global registry alone.
+	Descriptors protodesc.Resolver
 }
 
 // Server is a gRPC server plus its HTTP side port.
@@ -159,7 +171,7 @@ func New(cfg Config, o Options) *Server {
 	s.GRPC = grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s.GRPC, &watchLimitedHealth{Server: s.health, watches: s.watches})
 	if cfg.Reflection {
-		reflection.Register(s.GRPC)
+		registerReflection(s.GRPC, o.Descriptors)
 	}
 	if cfg.HealthAddr != "" {
 		// The same statuses, without TLS and without anything else:
@@ -195,6 +207,38 @@ func longWrite(h http.HandlerFunc) http.HandlerFunc {
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Duration(min(secs, 600))*time.Second + 30*time.Second))
 		h(w, r)
 	}
+}
+
+// registerReflection registers server reflection, v1 and v1alpha as
+// reflection.Register does, resolving descriptors in descs first, then in
+// the global registry.
+func registerReflection(s *grpc.Server, descs protodesc.Resolver) {
+	if descs == nil {
+		reflection.Register(s)
+		return
+	}
+	opts := reflection.ServerOptions{Services: s, DescriptorResolver: fallbackResolver{descs, protoregistry.GlobalFiles}}
+	reflectionv1alpha.RegisterServerReflectionServer(s, reflection.NewServer(opts))
+	reflectionv1.RegisterServerReflectionServer(s, reflection.NewServerV1(opts))
+}
+
+// fallbackResolver answers from first, and from then for what first
+// does not have. A file found in first brings its imports from first too,
+// so one answer never mixes the two.
+type fallbackResolver struct{ first, then protodesc.Resolver }
+
+func (r fallbackResolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	if fd, err := r.first.FindFileByPath(path); err == nil {
+		return fd, nil
+	}
+	return r.then.FindFileByPath(path)
+}
+
+func (r fallbackResolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	if d, err := r.first.FindDescriptorByName(name); err == nil {
+		return d, nil
+	}
+	return r.then.FindDescriptorByName(name)
 }
 
 // isProbe reports whether a method is health or reflection traffic, which
