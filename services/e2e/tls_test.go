@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,7 +30,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/hack/pki"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 )
 
 func needTLS(t *testing.T) {
@@ -213,7 +211,7 @@ func serviceToken(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	ks, err := authn.NewDirKeySet(context.Background(), dir, slog.New(slog.DiscardHandler), authn.WithIgnoredFiles(auth.ActiveKeyFile))
+	ks, err := auth.OpenSigningKeyDir(context.Background(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

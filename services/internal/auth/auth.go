@@ -47,6 +47,9 @@ type Account struct {
 type Family struct {
 	ID     string // UUIDv7
 	UserID string
+	// ClientID is the client that logged in; every access token of the
+	// session carries it as "client_id".
+	ClientID string
 	// Roles are the roles at login, kept for the record; a refresh issues
 	// the roles the user holds then, from the User service.
 	Roles []string

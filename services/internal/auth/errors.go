@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
@@ -39,14 +41,16 @@ func errorStatus(err error) error {
 	case errors.As(err, &ferr):
 		return rpcerr.BadRequest(ferr.Error(), rpcerr.Violation{Field: ferr.field, Description: ferr.description})
 	case errors.Is(err, ErrBadCredentials):
-		return status.Error(codes.Unauthenticated, "invalid email or password")
+		return authn.Refusal(codes.Unauthenticated, identity.ReasonCredentialsInvalid, "invalid email or password")
 	case errors.Is(err, ErrTokenJustRotated):
 		return status.Error(codes.Aborted, "refresh token was just used by a concurrent request; use the newest refresh token")
 	case errors.Is(err, ErrTokenNotFound), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrTokenReused),
 		errors.Is(err, ErrSessionEnded):
-		return status.Error(codes.Unauthenticated, "invalid or expired refresh token; log in again")
+		return authn.Refusal(codes.Unauthenticated, identity.ReasonRefreshTokenInvalid, "invalid or expired refresh token; log in again")
+	case errors.Is(err, ErrInvalidToken) && errors.Is(err, authn.ErrExpired):
+		return authn.Refusal(codes.Unauthenticated, authn.ReasonTokenExpired, "access token expired")
 	case errors.Is(err, ErrInvalidToken):
-		return status.Error(codes.Unauthenticated, "invalid access token")
+		return authn.Refusal(codes.Unauthenticated, authn.ReasonTokenInvalid, "invalid access token")
 	case errors.Is(err, ErrUserNotFound):
 		// Only RevokeAllSessions can get here for a user other than the
 		// caller, and only an admin may name another user.

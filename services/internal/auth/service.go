@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -16,8 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
@@ -32,7 +33,10 @@ const (
 
 // Config holds the token policy.
 type Config struct {
-	Audience    string        // aud of access tokens
+	Audience string // aud of access tokens
+	// ClientIDs are the clients that may log in (CLIENT_IDS); a Login
+	// without client_id is the first one's.
+	ClientIDs   []string
 	AccessTTL   time.Duration // JWT_ACCESS_EXPIRY
 	RefreshTTL  time.Duration // JWT_REFRESH_EXPIRY, absolute per login
 	RefreshIdle time.Duration // REFRESH_IDLE_TIMEOUT, per token
@@ -65,18 +69,19 @@ type Service struct {
 }
 
 // Policy is the one declaration of who may call each AuthService method.
-// Every method but RevokeAllSessions is public: its credentials travel in
-// the request, not in a bearer token. RevokeAllSessions acts on a user, so
-// it needs that user's token or an admin's, judged by the user as it is
-// now (ResolveCaller).
+// Every method but RevokeAllSessions is anonymous: its credentials travel
+// in the request, and a bearer token sent anyway is not read, so a client
+// that attaches its expired token to every call can still log in and
+// refresh. RevokeAllSessions acts on a user, so it needs that user's token
+// or an admin's, judged by the user as it is now (ResolveCaller).
 func Policy() authz.Policy {
 	return authz.Policy{
 		Methods: map[string]authz.Access{
-			authv1.AuthService_Login_FullMethodName:             authz.Public,
-			authv1.AuthService_RefreshToken_FullMethodName:      authz.Public,
-			authv1.AuthService_ValidateToken_FullMethodName:     authz.Public,
-			authv1.AuthService_RevokeToken_FullMethodName:       authz.Public,
-			authv1.AuthService_HealthCheck_FullMethodName:       authz.Public,
+			authv1.AuthService_Login_FullMethodName:             authz.Anonymous,
+			authv1.AuthService_RefreshToken_FullMethodName:      authz.Anonymous,
+			authv1.AuthService_ValidateToken_FullMethodName:     authz.Anonymous,
+			authv1.AuthService_RevokeToken_FullMethodName:       authz.Anonymous,
+			authv1.AuthService_HealthCheck_FullMethodName:       authz.Anonymous,
 			authv1.AuthService_RevokeAllSessions_FullMethodName: authz.SelfOrAdmin,
 		},
 		PublicServices: authn.PublicInfrastructureServices(),
@@ -124,6 +129,10 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	case req.GetPassword() == "" || len(req.GetPassword()) > maxPasswordLen:
 		return nil, "invalid", &fieldError{"password", fmt.Sprintf("required, at most %d bytes", maxPasswordLen)}
 	}
+	clientID, err := s.clientID(req.GetClientId())
+	if err != nil {
+		return nil, "invalid", err
+	}
 	now := s.now()
 	attempt, err := s.logins.Begin(ctx, email, s.cfg.Clients.Key(ctx))
 	var limited *ratelimit.LimitedError
@@ -155,7 +164,7 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	if err := attempt.Succeeded(ctx); err != nil {
 		s.log.WarnContext(ctx, "login: remembering the address of a success", "error", err)
 	}
-	access, refresh, err := s.startFamily(ctx, acct, now)
+	access, refresh, err := s.startFamily(ctx, acct, clientID, now)
 	if err != nil {
 		return nil, "error", err
 	}
@@ -166,7 +175,22 @@ func (s *Service) login(ctx context.Context, req *authv1.LoginRequest) (*authv1.
 	}, "success", nil
 }
 
-func (s *Service) startFamily(ctx context.Context, acct Account, now time.Time) (AccessToken, string, error) {
+// clientID is the client a Login names, checked against the configured
+// clients; "" is the first of them.
+func (s *Service) clientID(requested string) (string, error) {
+	if len(s.cfg.ClientIDs) == 0 {
+		return "", errors.New("no client ids configured")
+	}
+	if requested == "" {
+		return s.cfg.ClientIDs[0], nil
+	}
+	if slices.Contains(s.cfg.ClientIDs, requested) {
+		return requested, nil
+	}
+	return "", &fieldError{"client_id", "not a client of this server (CLIENT_IDS); leave it empty for the default"}
+}
+
+func (s *Service) startFamily(ctx context.Context, acct Account, clientID string, now time.Time) (AccessToken, string, error) {
 	familyID, err := uuid.NewV7()
 	if err != nil {
 		return AccessToken{}, "", err
@@ -177,14 +201,14 @@ func (s *Service) startFamily(ctx context.Context, acct Account, now time.Time) 
 	}
 	now = now.UTC().Truncate(time.Microsecond)
 	fam := Family{
-		ID: familyID.String(), UserID: acct.ID, Roles: acct.Roles, SessionVersion: acct.SessionVersion,
+		ID: familyID.String(), UserID: acct.ID, ClientID: clientID, Roles: acct.Roles, SessionVersion: acct.SessionVersion,
 		CreatedAt: now, ExpiresAt: now.Add(s.cfg.RefreshTTL),
 	}
 	first := RefreshToken{Hash: hash, FamilyID: fam.ID, IssuedAt: now, IdleExpiresAt: now.Add(s.cfg.RefreshIdle)}
 	if err := s.store.CreateFamily(ctx, fam, first); err != nil {
 		return AccessToken{}, "", err
 	}
-	access, err := s.issue(acct)
+	access, err := s.issue(acct, clientID)
 	if err != nil {
 		return AccessToken{}, "", err
 	}
@@ -192,8 +216,8 @@ func (s *Service) startFamily(ctx context.Context, acct Account, now time.Time) 
 	return access, token, nil
 }
 
-func (s *Service) issue(acct Account) (AccessToken, error) {
-	tok, err := s.issuer.Issue(acct, s.cfg.Audience, s.cfg.AccessTTL)
+func (s *Service) issue(acct Account, clientID string) (AccessToken, error) {
+	tok, err := s.issuer.Issue(acct, clientID, s.cfg.Audience, s.cfg.AccessTTL)
 	if err != nil {
 		return AccessToken{}, err
 	}
@@ -281,7 +305,7 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 		// store broke its own rules. Issue nothing.
 		return nil, fam, "error", fmt.Errorf("refresh: family %s rotated without a current account", rotated.ID)
 	}
-	access, err := s.issue(acct)
+	access, err := s.issue(acct, fam.ClientID)
 	if err != nil {
 		return nil, fam, "error", err
 	}
@@ -379,6 +403,7 @@ func (s *Service) ValidateToken(ctx context.Context, req *authv1.ValidateTokenRe
 		Subject:    claims.Subject,
 		Roles:      claims.Roles,
 		ExpireTime: timestamppb.New(claims.ExpiresAt),
+		ClientId:   claims.ClientID,
 	}, nil
 }
 

@@ -16,8 +16,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 )
 
 // ActiveKeyFile is the file in JWT_SIGNING_KEYS_DIR that may name the
@@ -109,21 +109,21 @@ type AccessToken struct {
 
 // Issue signs an access token for the user acct, with its roles and
 // session version, valid for ttl, for the given audience.
-func (i *Issuer) Issue(acct Account, audience string, ttl time.Duration) (AccessToken, error) {
+func (i *Issuer) Issue(acct Account, clientID, audience string, ttl time.Duration) (AccessToken, error) {
 	version := acct.SessionVersion
-	return i.issue(acct.ID, acct.Roles, &version, audience, ttl)
+	return i.issue(acct.ID, acct.Roles, &version, clientID, audience, ttl)
 }
 
-// IssueService signs the Auth service's own token: subject
+// IssueService signs the Auth service's own token: subject and client
 // identity.ServiceSubject, role identity.RoleService, no session.
 func (i *Issuer) IssueService(audience string, ttl time.Duration) (AccessToken, error) {
-	return i.issue(identity.ServiceSubject, []string{identity.RoleService}, nil, audience, ttl)
+	return i.issue(identity.ServiceSubject, []string{identity.RoleService}, nil, identity.ServiceSubject, audience, ttl)
 }
 
 // issue signs an access token. The header carries typ at+jwt (RFC 9068) so
 // it can never be mistaken for another kind of JWT, and kid so verifiers
 // pick the key without trying each.
-func (i *Issuer) issue(subject string, roles []string, sessionVersion *int64, audience string, ttl time.Duration) (AccessToken, error) {
+func (i *Issuer) issue(subject string, roles []string, sessionVersion *int64, clientID, audience string, ttl time.Duration) (AccessToken, error) {
 	kid, method, signer, err := i.activeKey()
 	if err != nil {
 		return AccessToken{}, err
@@ -142,6 +142,7 @@ func (i *Issuer) issue(subject string, roles []string, sessionVersion *int64, au
 			IssuedAt:  jwt.NewNumericDate(now),
 			ID:        uuid.NewString(),
 		},
+		ClientID:       clientID,
 		Roles:          roles,
 		SessionVersion: sessionVersion,
 	}
@@ -162,7 +163,9 @@ func (i *Issuer) issue(subject string, roles []string, sessionVersion *int64, au
 
 type accessClaims struct {
 	jwt.RegisteredClaims
-	Roles []string `json:"roles"`
+	// ClientID is RFC 9068's client_id: the client the token was issued to.
+	ClientID string   `json:"client_id"`
+	Roles    []string `json:"roles"`
 	// SessionVersion is the user's session version at issue; the User
 	// service refuses the token once it has moved on. Absent on the
 	// service token, which belongs to no session.

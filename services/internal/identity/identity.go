@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 )
 
@@ -31,6 +31,50 @@ const (
 // ServiceSubject is the subject of the Auth service's own tokens. It is not
 // a UUID, so it can never name a user.
 const ServiceSubject = "service:gatehouse-auth"
+
+// Reasons of the services' own Unauthenticated answers, in a
+// google.rpc.ErrorInfo of domain authn.ErrorDomain beside the authn
+// interceptor's (TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED): every
+// Unauthenticated says what the client should do.
+const (
+	// ReasonCredentialsInvalid: wrong email or password (one reason for
+	// both, so it tells an attacker nothing). Ask the user again.
+	ReasonCredentialsInvalid = "CREDENTIALS_INVALID"
+	// ReasonRefreshTokenInvalid: the refresh token is unknown, expired,
+	// revoked or reused, or its session ended. Log in again.
+	ReasonRefreshTokenInvalid = "REFRESH_TOKEN_INVALID"
+)
+
+// DefaultIssuer is JWT_ISSUER when unset, in both services: the Auth
+// service's HTTP port on a developer's machine (https when the services
+// serve TLS). Any deployment sets its own, the URL clients reach the Auth
+// service's HTTP port at.
+func DefaultIssuer(tls bool) string {
+	if tls {
+		return "https://localhost:8082"
+	}
+	return "http://localhost:8082"
+}
+
+// DefaultClientID is the client of a Login that names none (CLIENT_IDS'
+// default); it is the "client_id" claim of such tokens (RFC 9068).
+const DefaultClientID = "gatehouse"
+
+// ValidClientID reports whether id may name a client: 1 to 64 characters
+// of [A-Za-z0-9._:-], so it is safe in a log line, a metric label or a
+// header, and cannot be confused with a list.
+func ValidClientID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._:-", r)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
 
 // IsUserID reports whether id has the form of a user ID: a UUID in its
 // canonical 36-character text (uuid.Parse alone also takes the braced,

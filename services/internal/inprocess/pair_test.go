@@ -36,11 +36,9 @@ import (
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
-	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 	authapp "github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
 	"github.com/gatehouse-dev/gatehouse/services/internal/faultproxy"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/telemetry"
@@ -59,6 +57,7 @@ func TestMain(m *testing.M) {
 type pair struct {
 	t        *testing.T
 	keysDir  string
+	issuer   string // the Auth service's issuer URL, its HTTP port
 	jwksURL  string
 	users    userv1.UserServiceClient
 	auth     authv1.AuthServiceClient
@@ -136,7 +135,7 @@ func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
 	writeKey(t, p.keysDir, "2026-01-01")
 	userGRPC, userHTTP, authGRPC, authHTTP := listen(t), listen(t), listen(t), listen(t)
 	p.userAddr = userGRPC.Addr().String()
-	p.jwksURL = "http://" + authHTTP.Addr().String() + "/.well-known/jwks.json"
+	p.issuer = "http://localhost:" + port(authHTTP)
 	data := t.TempDir()
 	common := []string{"DRAIN_DELAY=0s", "READINESS_INTERVAL=100ms"}
 	tracing := []telemetry.TracingOption{telemetry.WithExporter(p.spans)}
@@ -144,10 +143,12 @@ func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
 	if tlsOn != nil {
 		// Names, not IPs, so the certificates' names are what is checked.
 		p.userAddr = "localhost:" + port(userGRPC)
-		p.jwksURL = "https://localhost:" + port(authHTTP) + "/.well-known/jwks.json"
+		p.issuer = "https://localhost:" + port(authHTTP)
 		authEnv, userEnv = tlsOn.authEnv, append(slices.Clone(tlsOn.userEnv), extraEnv...)
 	}
 
+	p.jwksURL = p.issuer + "/.well-known/jwks.json"
+	common = append(common, "JWT_ISSUER="+p.issuer)
 	authCfg, err := authapp.LoadConfig(append(append(common,
 		"DATABASE_URL=sqlite://"+filepath.Join(data, "auth.db"),
 		"JWT_SIGNING_KEYS_DIR="+p.keysDir,
@@ -162,7 +163,8 @@ func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
 	}
 	userCfg, err := userapp.LoadConfig(append(append(common,
 		"DATABASE_URL=sqlite://"+filepath.Join(data, "user.db"),
-		"JWKS_URL="+p.jwksURL,
+		// No JWKS_URL: the keys are found from JWT_ISSUER, through the
+		// Auth service's discovery document.
 		"JWKS_REFRESH_INTERVAL=1s",
 		"BOOTSTRAP_ADMIN_EMAIL=admin@example.com",
 		"BOOTSTRAP_ADMIN_PASSWORD=root keeps the keys",
@@ -284,12 +286,12 @@ func TestWalkthrough(t *testing.T) {
 	if parsed.Header["typ"] != "at+jwt" || parsed.Header["kid"] != "2026-01-01" || parsed.Header["alg"] != "EdDSA" {
 		t.Errorf("access token header = %v", parsed.Header)
 	}
-	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles"} {
+	for _, c := range []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "roles", "client_id"} {
 		if _, ok := claims[c]; !ok {
 			t.Errorf("access token lacks claim %q: %v", c, claims)
 		}
 	}
-	if claims["sub"] != created.GetUser().GetId() || claims["iss"] != "gatehouse-auth" {
+	if claims["sub"] != created.GetUser().GetId() || claims["iss"] != p.issuer || claims["client_id"] != "gatehouse" {
 		t.Errorf("claims = %v", claims)
 	}
 
@@ -419,14 +421,20 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 }
 
 // TestAuthServiceInterceptorInstalled walks every method the Auth service
-// registers: all of them are public by design (credentials travel in the
-// request), but each must still refuse a malformed bearer token, which
-// shows the fail-closed interceptor is in the chain for any method added
-// later.
+// registers. All but RevokeAllSessions are anonymous by design (their
+// credentials travel in the request): each must answer a malformed bearer
+// token as it answers none. RevokeAllSessions, and any method added later
+// without a declaration, must refuse a call without a valid token.
 func TestAuthServiceInterceptorInstalled(t *testing.T) {
 	p := startPair(t)
-	public := append(auth.Policy().PublicMethods(), authn.PublicInfrastructureServices()...)
-	authntest.CheckAllMethodsProtected(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), public...)
+	authntest.CheckAllMethodsProtected(t, p.authConn, p.authApp.Server.GRPC.GetServiceInfo(), authntest.Allowlist{
+		Anonymous: []string{
+			authv1.AuthService_Login_FullMethodName, authv1.AuthService_RefreshToken_FullMethodName,
+			authv1.AuthService_ValidateToken_FullMethodName, authv1.AuthService_RevokeToken_FullMethodName,
+			authv1.AuthService_HealthCheck_FullMethodName,
+			"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/",
+		},
+	})
 }
 
 func TestLoginFailures(t *testing.T) {

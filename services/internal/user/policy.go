@@ -2,7 +2,7 @@ package user
 
 import (
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 )
 
@@ -29,7 +29,7 @@ func Policy(allowSignup bool) authz.Policy {
 			userv1.UserService_VerifyPassword_FullMethodName:  authz.Service,
 			userv1.UserService_GetSessionState_FullMethodName: authz.Service,
 			userv1.UserService_EndSessions_FullMethodName:     authz.Service,
-			userv1.UserService_HealthCheck_FullMethodName:     authz.Public,
+			userv1.UserService_HealthCheck_FullMethodName:     authz.Anonymous,
 		},
 		PublicServices: authn.PublicInfrastructureServices(),
 	}

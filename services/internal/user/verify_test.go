@@ -10,8 +10,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"

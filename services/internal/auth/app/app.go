@@ -15,11 +15,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/gatehouse-dev/gatehouse/services/api/apidesc"
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth/store"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
@@ -133,6 +134,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	a.Metrics = telemetry.NewMetrics()
 	a.Service = auth.NewService(auth.Config{
 		Audience:    cfg.JWTAudience,
+		ClientIDs:   cfg.ClientIDs,
 		AccessTTL:   cfg.AccessExpiry.Duration(),
 		RefreshTTL:  cfg.RefreshExpiry,
 		RefreshIdle: cfg.RefreshIdleTimeout,
@@ -159,6 +161,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	policy := auth.Policy()
 	authenticate, err := authn.NewInterceptor(verifier, policy.PublicMethods(),
 		authn.WithPublicServices(policy.PublicServices...),
+		authn.WithAnonymousMethods(policy.AnonymousMethods()...),
 		authn.WithInterceptorLogger(a.log))
 	if err != nil {
 		return nil, err
@@ -168,12 +171,14 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.Server = server.New(cfg.Server, server.Options{
-		Logger:  a.log,
-		Metrics: a.Metrics,
-		Tracer:  a.tracing.Provider,
-		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
-		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
-		TLS:     a.tls,
+		// Reflection serves the contracts with their comments.
+		Descriptors: apidesc.Files(),
+		Logger:      a.log,
+		Metrics:     a.Metrics,
+		Tracer:      a.tracing.Provider,
+		Unary:       []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
+		Stream:      []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
+		TLS:         a.tls,
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
 			{Name: "signing key", Fn: func(context.Context) error {
@@ -186,6 +191,9 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	})
 	authv1.RegisterAuthServiceServer(a.Server.GRPC, a.Service)
 	a.Server.HTTP.Handle("GET "+auth.JWKSPath, auth.JWKSHandler(a.Keys))
+	metadata := auth.MetadataHandler(cfg.JWTIssuer, a.Keys)
+	a.Server.HTTP.Handle("GET "+authn.OpenIDConfigurationPath, metadata)
+	a.Server.HTTP.Handle("GET "+authn.AuthorizationServerConfigPath, metadata)
 	// Return what start-up used once (migrations, key parsing) to the OS
 	// now rather than at the scavenger's pace.
 	debug.FreeOSMemory()
@@ -204,7 +212,7 @@ func (a *App) openKeys(ctx context.Context) error {
 		a.Issuer, err = auth.NewSecretIssuer([]byte(cfg.JWTSecret.Reveal()), cfg.JWTIssuer)
 		return err
 	}
-	ks, err := authn.NewDirKeySet(ctx, cfg.JWTSigningKeysDir, a.log, authn.WithIgnoredFiles(auth.ActiveKeyFile))
+	ks, err := auth.OpenSigningKeyDir(ctx, cfg.JWTSigningKeysDir, a.log)
 	if err != nil {
 		if errors.Is(err, authn.ErrNoKeyFiles) {
 			return fmt.Errorf("JWT_SIGNING_KEYS_DIR %s: %w", cfg.JWTSigningKeysDir, errNoKeys)

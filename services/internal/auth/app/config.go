@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 )
@@ -30,9 +32,15 @@ type Config struct {
 	// TokenCacheSize bounds the cache of verified access tokens (kept
 	// until each token's exp, dropped when the key set changes); 0 turns
 	// it off and every call checks a signature.
-	TokenCacheSize int    `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
-	JWTIssuer      string `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
-	JWTAudience    string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	// JWTIssuer is the issuer URL: the "iss" of every token, and where
+	// discovery finds /.well-known/openid-configuration. Unset, it is
+	// identity.DefaultIssuer.
+	JWTIssuer   string `env:"JWT_ISSUER"`
+	JWTAudience string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	// ClientIDs are the clients that may log in; a Login naming none is
+	// the first one's. See identity.ValidClientID for the form.
+	ClientIDs []string `env:"CLIENT_IDS" envDefault:"gatehouse"`
 
 	AccessExpiry       config.Minutes `env:"JWT_ACCESS_EXPIRY" envDefault:"15m"`
 	RefreshExpiry      time.Duration  `env:"JWT_REFRESH_EXPIRY" envDefault:"720h"`
@@ -73,6 +81,14 @@ func LoadConfig(environ []string) (Config, error) {
 var errNoKeys = errors.New("no signing keys: set JWT_SIGNING_KEYS_DIR to a directory of PEM private keys " +
 	"(create one with `make keys`, or `openssl genpkey -algorithm ed25519 -out keys/$(date +%F).pem`), " +
 	"or set JWT_SECRET to at least 32 random bytes for the HS256 simple mode")
+
+// Default fills the settings whose default depends on others: the issuer
+// is https when the services serve TLS.
+func (c *Config) Default() {
+	if c.JWTIssuer == "" {
+		c.JWTIssuer = identity.DefaultIssuer(c.Server.TLS.Enabled())
+	}
+}
 
 // Validate checks the settings that depend on each other.
 func (c *Config) Validate() error {
@@ -121,6 +137,20 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("TOKEN_CACHE_SIZE must not be negative, got %d", c.TokenCacheSize))
+	}
+	if err := authn.CheckIssuer(c.JWTIssuer); err != nil {
+		errs = append(errs, fmt.Errorf("JWT_ISSUER: %w", err))
+	}
+	if c.JWTAudience == "" {
+		errs = append(errs, errors.New("JWT_AUDIENCE must not be empty"))
+	}
+	if len(c.ClientIDs) == 0 {
+		errs = append(errs, errors.New("CLIENT_IDS must name at least one client"))
+	}
+	for _, id := range c.ClientIDs {
+		if !identity.ValidClientID(id) {
+			errs = append(errs, fmt.Errorf("CLIENT_IDS: %q is not a client id: 1-64 characters of [A-Za-z0-9._:-]", id))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -99,9 +99,9 @@ func (s *Store) CreateFamily(ctx context.Context, f auth.Family, first auth.Refr
 	}
 	defer func() { _ = tx.Rollback() }()
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO refresh_families (id, user_id, roles, session_version, created_at, expires_at, revoked_at)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		f.ID, f.UserID, roles, f.SessionVersion, database.Timestamp(f.CreatedAt, now), database.Timestamp(f.ExpiresAt, now), database.NullTimestamp(f.RevokedAt)); err != nil {
+		`INSERT INTO refresh_families (id, user_id, client_id, roles, session_version, created_at, expires_at, revoked_at)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		f.ID, f.UserID, f.ClientID, roles, f.SessionVersion, database.Timestamp(f.CreatedAt, now), database.Timestamp(f.ExpiresAt, now), database.NullTimestamp(f.RevokedAt)); err != nil {
 		return storeError("create family", err)
 	}
 	if err := insertToken(ctx, tx, first, f.ID, now); err != nil {
@@ -331,11 +331,11 @@ func loadToken(ctx context.Context, q querier, hash string) (tokenState, error) 
 	)
 	err := q.QueryRowContext(ctx,
 		`SELECT t.issued_at, t.idle_expires_at, t.rotated_at,
-		        f.id, f.user_id, f.roles, f.session_version, f.created_at, f.expires_at, f.revoked_at
+		        f.id, f.user_id, f.client_id, f.roles, f.session_version, f.created_at, f.expires_at, f.revoked_at
 		 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id
 		 WHERE t.hash = $1`, hash).
 		Scan(&st.issuedAt, &st.idleExpiresAt, &rotatedAt,
-			&st.family.ID, &st.family.UserID, &roles, &st.family.SessionVersion, &st.family.CreatedAt, &st.family.ExpiresAt, &revokedAt)
+			&st.family.ID, &st.family.UserID, &st.family.ClientID, &roles, &st.family.SessionVersion, &st.family.CreatedAt, &st.family.ExpiresAt, &revokedAt)
 	if err != nil {
 		return tokenState{}, err
 	}

@@ -8,8 +8,8 @@
 //     hold). A token says what was true when it was minted; the principal
 //     says what is true now.
 //  2. May that principal call this method on this target? Each method has
-//     exactly one declared [Access] in a [Policy]: Public, Self,
-//     SelfOrAdmin, Admin or Service. A method without one is refused, and
+//     exactly one declared [Access] in a [Policy]: Anonymous, Public,
+//     Self, SelfOrAdmin, Admin or Service. A method without one is refused, and
 //     authztest.CheckPolicy fails for it.
 //
 // Handlers read the resolved caller with [Caller]; they keep only the rules
@@ -36,7 +36,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 )
 
 // Access is who may call a method.
@@ -56,6 +56,10 @@ const (
 	Admin
 	// Service: the platform's own service principal (Principal.Service).
 	Service
+	// Anonymous: anyone; a bearer token is not read at all, so a stale
+	// one cannot make the call fail. For methods whose credentials travel
+	// in the request (login, refresh) and for health and reflection.
+	Anonymous
 )
 
 func (a Access) String() string {
@@ -70,6 +74,8 @@ func (a Access) String() string {
 		return "admin"
 	case Service:
 		return "service"
+	case Anonymous:
+		return "anonymous"
 	default:
 		return fmt.Sprintf("Access(%d)", int(a))
 	}
@@ -85,8 +91,7 @@ type Policy struct {
 	// constants) to their access.
 	Methods map[string]Access
 	// PublicServices are service prefixes ("/grpc.health.v1.Health/")
-	// whose every method is public: health and reflection, which carry no
-	// token.
+	// whose every method is Anonymous: health and reflection.
 	PublicServices []string
 }
 
@@ -98,19 +103,26 @@ func (p Policy) Access(fullMethod string) (Access, bool) {
 	}
 	for _, prefix := range p.PublicServices {
 		if strings.HasPrefix(fullMethod, prefix) {
-			return Public, true
+			return Anonymous, true
 		}
 	}
 	return 0, false
 }
 
 // PublicMethods lists the methods declared Public, sorted: what the authn
-// interceptor lets through without a token. Deriving that list from the
-// policy keeps one declaration per method.
-func (p Policy) PublicMethods() []string {
+// interceptor lets through without a token, verifying one when sent.
+// Deriving the interceptor's lists from the policy keeps one declaration
+// per method.
+func (p Policy) PublicMethods() []string { return p.methodsOf(Public) }
+
+// AnonymousMethods lists the methods declared Anonymous, sorted: for
+// authn.WithAnonymousMethods.
+func (p Policy) AnonymousMethods() []string { return p.methodsOf(Anonymous) }
+
+func (p Policy) methodsOf(access Access) []string {
 	var out []string
 	for m, a := range p.Methods {
-		if a == Public {
+		if a == access {
 			out = append(out, m)
 		}
 	}
@@ -200,7 +212,7 @@ func NewInterceptor(policy Policy, resolve Resolver, adminRole string, opts ...O
 		i.log = slog.New(slog.DiscardHandler)
 	}
 	for method, access := range policy.Methods {
-		if access < Public || access > Service {
+		if access < Public || access > Anonymous {
 			return nil, fmt.Errorf("authz: %s: unknown access %d", method, int(access))
 		}
 		md, err := methodDescriptor(method)
@@ -295,6 +307,9 @@ func (i *Interceptor) authorize(ctx context.Context, method string, req any) (co
 		// Fail closed: a method nobody declared is nobody's.
 		i.log.ErrorContext(ctx, "method has no authorization policy; refused", "grpc.method", method)
 		return nil, status.Error(codes.PermissionDenied, "permission denied: method has no authorization policy")
+	}
+	if access == Anonymous {
+		return ctx, nil
 	}
 	claims, authed := authn.ClaimsFromContext(ctx)
 	if access == Public {

@@ -27,6 +27,13 @@ type Validator interface {
 	Validate() error
 }
 
+// Defaulter is implemented by configs whose defaults depend on other
+// settings (https rather than http when TLS is on, say). Load calls
+// Default after parsing and before Validate.
+type Defaulter interface {
+	Default()
+}
+
 // Load fills dst (a pointer to a struct with `env` tags) from environ, a
 // list of KEY=VALUE strings as os.Environ returns. Fields keep their current
 // value when the variable is unset and the tag has no envDefault, so callers
@@ -39,6 +46,9 @@ func Load(dst any, environ []string) error {
 	}
 	if err := env.ParseWithOptions(dst, env.Options{Environment: vars}); err != nil {
 		return describe(dst, vars, err)
+	}
+	if d, ok := dst.(Defaulter); ok {
+		d.Default()
 	}
 	if v, ok := dst.(Validator); ok {
 		if err := v.Validate(); err != nil {

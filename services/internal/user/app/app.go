@@ -16,8 +16,9 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/gatehouse-dev/gatehouse/services/api/apidesc"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
@@ -140,6 +141,7 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	policy := user.Policy(cfg.AllowSignup)
 	authenticate, err := authn.NewInterceptor(verifier, policy.PublicMethods(),
 		authn.WithPublicServices(policy.PublicServices...),
+		authn.WithAnonymousMethods(policy.AnonymousMethods()...),
 		authn.WithInterceptorLogger(a.log))
 	if err != nil {
 		return nil, err
@@ -159,12 +161,14 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	a.Metrics = telemetry.NewMetrics()
 	a.Metrics.MustRegister(hashingMetrics(map[string]*password.Hasher{"main": hasher, "signup": signupHasher})...)
 	a.Server = server.New(cfg.Server, server.Options{
-		Logger:  a.log,
-		Metrics: a.Metrics,
-		Tracer:  a.tracing.Provider,
-		Unary:   []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
-		Stream:  []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
-		TLS:     a.tls,
+		// Reflection serves the contracts with their comments.
+		Descriptors: apidesc.Files(),
+		Logger:      a.log,
+		Metrics:     a.Metrics,
+		Tracer:      a.tracing.Provider,
+		Unary:       []grpc.UnaryServerInterceptor{authenticate.UnaryServerInterceptor(), authorize.UnaryServerInterceptor()},
+		Stream:      []grpc.StreamServerInterceptor{authenticate.StreamServerInterceptor(), authorize.StreamServerInterceptor()},
+		TLS:         a.tls,
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
 			{Name: "keys", Fn: func(context.Context) error {
@@ -298,18 +302,25 @@ func openKeySet(ctx context.Context, cfg Config, tls *tlsfiles.Files, log *slog.
 			return nil, fmt.Errorf("JWT_PUBLIC_KEYS_DIR: %w", err)
 		}
 		return ks, nil
-	default:
-		client := &http.Client{Timeout: 5 * time.Second}
-		if t := tls.HTTPTransport(); t != nil {
-			// The Auth service's certificate is checked against
-			// TLS_CA_FILE as it is at each connection.
-			client.Transport = t
-		}
-		ks, err := authn.NewJWKSKeySet(ctx, cfg.JWKSURL, client, log,
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	if t := tls.HTTPTransport(); t != nil {
+		// The Auth service's certificate is checked against TLS_CA_FILE
+		// as it is at each connection.
+		client.Transport = t
+	}
+	if cfg.JWKSURL == "" {
+		ks, err := authn.NewIssuerKeySet(ctx, cfg.JWTIssuer, client, log,
 			authn.WithJWKSRefreshInterval(cfg.JWKSRefreshInterval))
 		if err != nil {
-			return nil, fmt.Errorf("JWKS_URL: %w", err)
+			return nil, fmt.Errorf("JWT_ISSUER: %w", err)
 		}
 		return ks, nil
 	}
+	ks, err := authn.NewJWKSKeySet(ctx, cfg.JWKSURL, client, log,
+		authn.WithJWKSRefreshInterval(cfg.JWKSRefreshInterval))
+	if err != nil {
+		return nil, fmt.Errorf("JWKS_URL: %w", err)
+	}
+	return ks, nil
 }

@@ -29,9 +29,9 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz/authztest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
@@ -90,7 +90,7 @@ func startApp(t *testing.T, environ ...string) *env {
 func startAppWith(t *testing.T, params *password.Params, environ ...string) *env {
 	t.Helper()
 	e := &env{t: t, signer: authntest.NewSigner(t), done: make(chan error, 1), logs: &logBuffer{}}
-	e.signer.Issuer, e.signer.Audience = "gatehouse-auth", "gatehouse"
+	e.signer.Issuer, e.signer.Audience = "http://localhost:8082", "gatehouse"
 	keysDir := t.TempDir()
 	der, err := x509.MarshalPKIXPublicKey(e.signer.Key().Public)
 	if err != nil {
@@ -211,12 +211,13 @@ func TestEveryMethodProtected(t *testing.T) {
 	for _, signup := range []bool{true, false} {
 		t.Run(fmt.Sprintf("signup=%v", signup), func(t *testing.T) {
 			e := startApp(t, fmt.Sprintf("ALLOW_SIGNUP=%v", signup))
-			public := []string{userv1.UserService_HealthCheck_FullMethodName}
-			if signup {
-				public = append(public, userv1.UserService_CreateUser_FullMethodName)
+			allow := authntest.Allowlist{
+				Anonymous: append([]string{userv1.UserService_HealthCheck_FullMethodName}, authn.PublicInfrastructureServices()...),
 			}
-			public = append(public, authn.PublicInfrastructureServices()...)
-			authntest.CheckAllMethodsProtected(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), public...)
+			if signup {
+				allow.Public = []string{userv1.UserService_CreateUser_FullMethodName}
+			}
+			authntest.CheckAllMethodsProtected(t, e.conn, e.app.Server.GRPC.GetServiceInfo(), allow)
 		})
 	}
 }
@@ -367,7 +368,7 @@ func noneToken(sub string) string {
 	enc := b64
 	exp := time.Now().Add(time.Hour).Unix()
 	return enc(`{"alg":"none","typ":"at+jwt"}`) + "." +
-		enc(fmt.Sprintf(`{"sub":%q,"iss":"gatehouse-auth","aud":"gatehouse","exp":%d,"roles":["admin"]}`, sub, exp)) + "."
+		enc(fmt.Sprintf(`{"sub":%q,"iss":"http://localhost:8082","aud":"gatehouse","exp":%d,"roles":["admin"]}`, sub, exp)) + "."
 }
 
 func TestListUsersPagination(t *testing.T) {
@@ -752,6 +753,10 @@ func TestConfigErrors(t *testing.T) {
 		{"plaintext JWKS with TLS", []string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "JWKS_URL=http://auth:8082/.well-known/jwks.json"}, "JWKS_URL must be https:// when TLS_CERT_FILE is set"},
 		{"no service peer with TLS", []string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "SERVICE_PEER_NAMES=,"}, "SERVICE_PEER_NAMES must name"},
 		{"negative verify rate", []string{"VERIFY_PASSWORD_RATE=-1"}, "VERIFY_PASSWORD_RATE must not be negative"},
+		{"issuer not a URL", []string{"JWT_ISSUER=gatehouse-auth"}, `JWT_ISSUER: issuer "gatehouse-auth": want an absolute https URL`},
+		{"issuer with trailing slash", []string{"JWT_ISSUER=https://auth.example.com/"}, "no trailing slash"},
+		{"issuer with query", []string{"JWT_ISSUER=https://auth.example.com?x=1"}, "no query or fragment"},
+		{"plaintext discovery with TLS", []string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "JWT_ISSUER=http://auth:8082"}, "JWT_ISSUER must be https:// when TLS_CERT_FILE is set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -762,12 +767,12 @@ func TestConfigErrors(t *testing.T) {
 		})
 	}
 	cfg, err := LoadConfig(nil)
-	if err != nil || cfg.JWKSURL != DefaultJWKSURL || cfg.Server.GRPCAddr != ":50051" || cfg.Server.HTTPAddr != ":8081" {
+	if err != nil || cfg.JWKSURL != "" || cfg.JWTIssuer != "http://localhost:8082" || cfg.Server.GRPCAddr != ":50051" || cfg.Server.HTTPAddr != ":8081" {
 		t.Errorf("defaults: %+v, %v", cfg, err)
 	}
 	cfg, err = LoadConfig([]string{"TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key"})
-	if err != nil || cfg.JWKSURL != "https://localhost:8082/.well-known/jwks.json" {
-		t.Errorf("default JWKS_URL with TLS: %q, %v; want https", cfg.JWKSURL, err)
+	if err != nil || cfg.JWTIssuer != "https://localhost:8082" {
+		t.Errorf("default JWT_ISSUER with TLS: %q, %v; want https", cfg.JWTIssuer, err)
 	}
 }
 

@@ -12,13 +12,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/config"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/server"
 )
-
-// DefaultJWKSURL is where the Auth service publishes its keys when both run
-// on one machine with default settings; with TLS configured, https.
-const DefaultJWKSURL = "http://localhost:8082/.well-known/jwks.json"
 
 // Config is every setting of the User service; the README's config table
 // lists the same variables.
@@ -68,8 +66,9 @@ type Config struct {
 	// uses ~19 MiB); 0 means one per CPU.
 	PasswordHashConcurrency int `env:"PASSWORD_HASH_CONCURRENCY" envDefault:"0"`
 
-	// Exactly one key source verifies access tokens. With none set, the
-	// local Auth service's JWKS is used.
+	// At most one key source verifies access tokens. With none set, the
+	// keys are the issuer's: JWT_ISSUER's discovery document names its
+	// JWKS.
 	JWKSURL string `env:"JWKS_URL"`
 	// JWKSRefreshInterval is how often the JWKS is refetched, which bounds
 	// how long a key removed from the Auth service keeps verifying here.
@@ -80,9 +79,11 @@ type Config struct {
 	// TokenCacheSize bounds the cache of verified access tokens (kept
 	// until each token's exp, dropped when the key set changes); 0 turns
 	// it off and every call checks a signature.
-	TokenCacheSize int    `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
-	JWTIssuer      string `env:"JWT_ISSUER" envDefault:"gatehouse-auth"`
-	JWTAudience    string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
+	// JWTIssuer is the Auth service's issuer URL; unset, it is
+	// identity.DefaultIssuer.
+	JWTIssuer   string `env:"JWT_ISSUER"`
+	JWTAudience string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
 
 	// UserCacheSize bounds the users kept in memory for GetUser, by id.
 	// Used on SQLite only, where this process is the database's one writer
@@ -96,13 +97,15 @@ func LoadConfig(environ []string) (Config, error) {
 	if err := config.Load(&c, environ); err != nil {
 		return Config{}, err
 	}
-	if c.JWKSURL == "" && c.JWTPublicKeysDir == "" && c.JWTSecret == "" {
-		c.JWKSURL = DefaultJWKSURL
-		if c.Server.TLS.Enabled() {
-			c.JWKSURL = "https" + strings.TrimPrefix(DefaultJWKSURL, "http")
-		}
-	}
 	return c, nil
+}
+
+// Default fills the settings whose default depends on others: the issuer
+// is https when the services serve TLS.
+func (c *Config) Default() {
+	if c.JWTIssuer == "" {
+		c.JWTIssuer = identity.DefaultIssuer(c.Server.TLS.Enabled())
+	}
 }
 
 // Validate checks the settings that depend on each other.
@@ -159,8 +162,16 @@ func (c *Config) Validate() error {
 	if c.RateLimitKeys < 1 {
 		errs = append(errs, fmt.Errorf("RATE_LIMIT_KEYS must be positive, got %d", c.RateLimitKeys))
 	}
-	if c.JWTIssuer == "" || c.JWTAudience == "" {
-		errs = append(errs, errors.New("JWT_ISSUER and JWT_AUDIENCE must not be empty"))
+	if err := authn.CheckIssuer(c.JWTIssuer); err != nil {
+		errs = append(errs, fmt.Errorf("JWT_ISSUER: %w", err))
+	}
+	if c.JWTAudience == "" {
+		errs = append(errs, errors.New("JWT_AUDIENCE must not be empty"))
+	}
+	if c.Server.TLS.Enabled() && sources == 0 && strings.HasPrefix(c.JWTIssuer, "http://") {
+		// Keys found through the issuer's discovery document: whoever
+		// answers a plaintext fetch chooses them.
+		errs = append(errs, fmt.Errorf("JWT_ISSUER must be https:// when TLS_CERT_FILE is set and keys come from its discovery document, got %q (or set JWKS_URL)", c.JWTIssuer))
 	}
 	if c.TokenCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("TOKEN_CACHE_SIZE must not be negative, got %d", c.TokenCacheSize))

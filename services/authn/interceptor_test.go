@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 )
 
 // A hand-written service, so these tests need no generated code and no
@@ -271,8 +271,10 @@ func TestInterceptorEveryMethodProtected(t *testing.T) {
 	signer := authntest.NewSigner(t)
 	conn, srv := startServer(t, signer.Verifier(t))
 	// The same list the server's interceptor was given.
-	public := append([]string{probePublic, probePublicStream}, authn.PublicInfrastructureServices()...)
-	authntest.CheckAllMethodsProtected(t, conn, srv.GetServiceInfo(), public...)
+	authntest.CheckAllMethodsProtected(t, conn, srv.GetServiceInfo(), authntest.Allowlist{
+		Public:    []string{probePublic, probePublicStream},
+		Anonymous: authn.PublicInfrastructureServices(),
+	})
 }
 
 func TestNewInterceptorRejectsMalformedAllowlist(t *testing.T) {

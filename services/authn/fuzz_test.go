@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 )
 
 // FuzzVerify feeds arbitrary strings to Verify. It must never panic, every
 // error must be one of ours, and anything it accepts must satisfy every
 // rule. Run it with:
 //
-//	go test -run '^$' -fuzz FuzzVerify ./services/internal/platform/authn/
+//	go test -run '^$' -fuzz FuzzVerify ./services/authn/
 func FuzzVerify(f *testing.F) {
 	// Fixed keys, so corpus entries found by the fuzzer stay meaningful
 	// across runs.

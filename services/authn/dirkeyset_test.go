@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 )
 
 func publicPEM(t testing.TB, priv any) []byte {
@@ -402,32 +402,20 @@ func TestDirKeySetStopsWithContext(t *testing.T) {
 	}
 }
 
-// TestDirKeySetSigners: private key files yield signers (the Auth service
-// signs with them), public key files do not, ignored files are not parsed,
-// and a signer added later appears after reload.
-func TestDirKeySetSigners(t *testing.T) {
+// TestDirKeySetKeepsNoPrivateKey: given a private key file, the public
+// verifier keeps only the public half; the Auth service's own key
+// directory is where private keys live.
+func TestDirKeySetKeepsNoPrivateKey(t *testing.T) {
 	dir := t.TempDir()
-	_, privA, _ := ed25519.GenerateKey(rand.Reader)
-	_, privB, _ := ed25519.GenerateKey(rand.Reader)
-	_, pubOnly, _ := ed25519.GenerateKey(rand.Reader)
-	writeFile(t, filepath.Join(dir, "a.pem"), pkcs8PEM(t, privA))
-	writeFile(t, filepath.Join(dir, "verify-only.pem"), publicPEM(t, pubOnly))
-	writeFile(t, filepath.Join(dir, "active-kid"), []byte("a\n"))
-	ks := newDirKeySet(t, dir, authn.WithIgnoredFiles("active-kid"))
-
-	if got := strings.Join(ks.SignerIDs(), ","); got != "a" {
-		t.Fatalf("SignerIDs = %q, want a", got)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	writeFile(t, filepath.Join(dir, "a.pem"), pkcs8PEM(t, priv))
+	ks := newDirKeySet(t, dir)
+	keys := ks.Keys()
+	if len(keys) != 1 {
+		t.Fatalf("Keys() = %v, want one", keys)
 	}
-	key, signer, ok := ks.Signer("a")
-	if !ok || key.Algorithm != authn.AlgEdDSA || !privA.Public().(ed25519.PublicKey).Equal(signer.Public()) {
-		t.Fatalf("Signer(a) = %v, %v, %v", key, signer, ok)
+	pub, ok := keys[0].Public.(ed25519.PublicKey)
+	if !ok || !pub.Equal(priv.Public()) {
+		t.Fatalf("Keys()[0].Public = %T, want the ed25519.PublicKey of the file's private key", keys[0].Public)
 	}
-	if _, _, ok := ks.Signer("verify-only"); ok {
-		t.Error("a public key file yielded a signer")
-	}
-	if _, err := ks.Lookup(context.Background(), "verify-only"); err != nil {
-		t.Errorf("public-only key not usable for verification: %v", err)
-	}
-	writeFile(t, filepath.Join(dir, "b.pem"), pkcs8PEM(t, privB))
-	eventually(t, "signer b", func() bool { _, _, ok := ks.Signer("b"); return ok })
 }

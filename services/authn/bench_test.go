@@ -6,12 +6,12 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 )
 
 // BenchmarkVerify compares a full signature check with a cache hit; run
-// with `go test -bench Verify -benchmem ./services/internal/platform/authn/`.
+// with `go test -bench Verify -benchmem ./services/authn/`.
 func BenchmarkVerify(b *testing.B) {
 	s := authntest.NewSigner(b)
 	tok := s.Token(b, "user-1", authntest.Roles("admin"))

@@ -92,6 +92,7 @@ func NewVerifier(keys KeySet, issuer, audience string, opts ...VerifierOption) (
 // tokenClaims is the JSON shape of an access token's payload.
 type tokenClaims struct {
 	jwt.RegisteredClaims
+	ClientID       string   `json:"client_id,omitempty"`
 	Roles          []string `json:"roles,omitempty"`
 	SessionVersion int64    `json:"session_version,omitempty"`
 }
@@ -262,6 +263,7 @@ func classify(err error, tc *tokenClaims) error {
 func claimsOf(tc *tokenClaims, kid string) *Claims {
 	c := &Claims{
 		Subject:        tc.Subject,
+		ClientID:       tc.ClientID,
 		Roles:          tc.Roles,
 		SessionVersion: tc.SessionVersion,
 		Issuer:         tc.Issuer,

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authn/authntest"
+	"github.com/gatehouse-dev/gatehouse/services/authn"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 )
 
 func TestMain(m *testing.M) {
@@ -96,7 +96,11 @@ func serve(t *testing.T, opts ...grpc.ServerOption) (*grpc.ClientConn, *grpc.Ser
 }
 
 func withAuth(t *testing.T, public ...string) []grpc.ServerOption {
-	i, err := authn.NewInterceptor(authntest.NewSigner(t).Verifier(t), public)
+	return withAuthOpts(t, public)
+}
+
+func withAuthOpts(t *testing.T, public []string, opts ...authn.InterceptorOption) []grpc.ServerOption {
+	i, err := authn.NewInterceptor(authntest.NewSigner(t).Verifier(t), public, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +115,26 @@ func TestCheckAllMethodsProtected(t *testing.T) {
 	tests := []struct {
 		name       string
 		serverOpts func(t *testing.T) []grpc.ServerOption
-		public     []string
+		allow      authntest.Allowlist
 		want       []string // substrings of the expected reports, in order
 	}{
 		{
 			name:       "all protected",
 			serverOpts: func(t *testing.T) []grpc.ServerOption { return withAuth(t, create) },
-			public:     []string{create},
+			allow:      authntest.Allowlist{Public: []string{create}},
+		},
+		{
+			name: "anonymous method ignores the token",
+			serverOpts: func(t *testing.T) []grpc.ServerOption {
+				return withAuthOpts(t, []string{create}, authn.WithAnonymousMethods(get))
+			},
+			allow: authntest.Allowlist{Public: []string{create}, Anonymous: []string{get}},
+		},
+		{
+			name:       "declared anonymous, but the token is read",
+			serverOpts: func(t *testing.T) []grpc.ServerOption { return withAuth(t, get) },
+			allow:      authntest.Allowlist{Anonymous: []string{get}},
+			want:       []string{"anonymous " + get + ": OK without a token but Unauthenticated with a malformed one"},
 		},
 		{
 			name:       "no interceptor at all",
@@ -145,7 +162,7 @@ func TestCheckAllMethodsProtected(t *testing.T) {
 		{
 			name:       "dead allowlist entry",
 			serverOpts: func(t *testing.T) []grpc.ServerOption { return withAuth(t) },
-			public:     []string{"/auth.Auth/Login", "/grpc.health.v1.Health/"},
+			allow:      authntest.Allowlist{Public: []string{"/auth.Auth/Login"}, Anonymous: []string{"/grpc.health.v1.Health/"}},
 			want:       []string{`"/auth.Auth/Login" matches no registered method`},
 		},
 	}
@@ -153,7 +170,7 @@ func TestCheckAllMethodsProtected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			conn, srv := serve(t, tt.serverOpts(t)...)
 			rec := &recorder{TB: t}
-			authntest.CheckAllMethodsProtected(rec, conn, srv.GetServiceInfo(), tt.public...)
+			authntest.CheckAllMethodsProtected(rec, conn, srv.GetServiceInfo(), tt.allow)
 			if len(rec.errors) != len(tt.want) {
 				t.Fatalf("reports:\n%s\nwant %d reports", strings.Join(rec.errors, "\n"), len(tt.want))
 			}

@@ -8,8 +8,12 @@ import (
 // Claims are the verified contents of an access token. A *Claims only exists
 // after every rule of the Verifier passed, so handlers may trust it.
 type Claims struct {
-	Subject   string    // sub: the user (or service) id; never empty
-	Roles     []string  // roles: the token's "roles" claim, e.g. "admin", "service"
+	Subject string   // sub: the user (or service) id; never empty
+	Roles   []string // roles: the token's "roles" claim, e.g. "admin", "service"
+	// ClientID is RFC 9068's "client_id": the client the token was issued
+	// to ("gatehouse" unless the login named another). Empty in tokens
+	// from before it was added.
+	ClientID  string
 	Issuer    string    // iss: equals the Verifier's issuer
 	Audience  []string  // aud: contains the Verifier's audience
 	ExpiresAt time.Time // exp: always set

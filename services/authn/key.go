@@ -7,8 +7,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -146,46 +144,6 @@ func urlSafe(s string) bool {
 		}
 	}
 	return true
-}
-
-// parsePEMKey extracts one key from PEM data. It accepts what a Kubernetes
-// Secret is likely to hold: a PKIX "PUBLIC KEY", a "CERTIFICATE" (the
-// public key of the first certificate, i.e. the leaf of a chain), or a
-// private key ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY"), whose
-// public half is derived by NewKey. "EC PARAMETERS" blocks, as written by
-// `openssl ecparam -genkey`, are skipped. The first key-bearing block wins.
-func parsePEMKey(data []byte) (any, error) {
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return nil, errors.New("no PEM key block found")
-		}
-		switch block.Type {
-		case "EC PARAMETERS":
-			continue
-		case "PUBLIC KEY":
-			return x509.ParsePKIXPublicKey(block.Bytes)
-		case "RSA PUBLIC KEY":
-			return x509.ParsePKCS1PublicKey(block.Bytes)
-		case "CERTIFICATE":
-			cert, err := x509.ParseCertificate(block.Bytes)
-			if err != nil {
-				return nil, err
-			}
-			return cert.PublicKey, nil
-		case "PRIVATE KEY":
-			return x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			return x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			return x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "ENCRYPTED PRIVATE KEY":
-			return nil, errors.New("encrypted private keys are not supported")
-		default:
-			return nil, fmt.Errorf("unsupported PEM block type %q", block.Type)
-		}
-	}
 }
 
 // sameKey reports whether two keys are interchangeable; key sets use it to

@@ -16,8 +16,9 @@ import (
 )
 
 // Service prefixes of the standard gRPC services that must answer without
-// a token: Kubernetes probes and grpcurl's reflection carry none. Pass them
-// to WithPublicServices (or use PublicInfrastructureServices).
+// a token: Kubernetes probes and grpcurl's reflection carry none, and a
+// grpcurl given `-H "authorization: Bearer $TOKEN"` sends it to them too.
+// Pass them to WithPublicServices (or use PublicInfrastructureServices).
 const (
 	HealthServicePrefix            = "/grpc.health.v1.Health/"
 	ReflectionV1ServicePrefix      = "/grpc.reflection.v1.ServerReflection/"
@@ -41,30 +42,50 @@ func PublicInfrastructureServices() []string {
 // that drifts from the real one silently unprotects (or here, at worst,
 // protects) a method.
 //
-// On a public method a token is optional, but if one is sent it must be
-// valid, and its claims are attached; so an admin calling the public
-// CreateUser is recognised as an admin, and a client never gets a different
-// answer for a bad token depending on which method it called.
+// Methods come in three kinds:
+//
+//   - protected (the default): a valid bearer token is required, and its
+//     verified Claims are in the context;
+//   - public (publicMethods): a token is optional, but if one is sent it
+//     must be valid, and its claims are attached; so an admin calling a
+//     public sign-up is recognised as an admin;
+//   - anonymous (WithAnonymousMethods, and every method of the services of
+//     WithPublicServices): the authorization header is not read at all.
+//     For methods that authenticate by their own arguments (a login, a
+//     refresh, a token check) and for infrastructure (health, reflection):
+//     a client that attaches a stale token to every call can still log in,
+//     and grpcurl with an expired `-H` token can still list services.
 type Interceptor struct {
-	verifier       *Verifier
-	publicMethods  map[string]bool
-	publicServices []string
-	logger         *slog.Logger
+	verifier         *Verifier
+	publicMethods    map[string]bool
+	anonymousMethods map[string]bool
+	publicServices   []string
+	logger           *slog.Logger
 }
 
 type interceptorConfig struct {
-	services []string
-	logger   *slog.Logger
+	services  []string
+	anonymous []string
+	logger    *slog.Logger
 }
 
 // InterceptorOption configures NewInterceptor.
 type InterceptorOption func(*interceptorConfig)
 
-// WithPublicServices makes every method of the given services public. Each
-// prefix must look like "/package.Service/" (leading and trailing slash),
-// e.g. HealthServicePrefix.
+// WithPublicServices makes every method of the given services anonymous:
+// callable without a token, which is not even read when sent. Each prefix
+// must look like "/package.Service/" (leading and trailing slash), e.g.
+// HealthServicePrefix.
 func WithPublicServices(prefixes ...string) InterceptorOption {
 	return func(c *interceptorConfig) { c.services = append(c.services, prefixes...) }
+}
+
+// WithAnonymousMethods names methods (full names, as for publicMethods)
+// whose callers authenticate by the request itself: the authorization
+// header is ignored, present or not, valid or not, and no Claims are
+// attached.
+func WithAnonymousMethods(fullMethods ...string) InterceptorOption {
+	return func(c *interceptorConfig) { c.anonymous = append(c.anonymous, fullMethods...) }
 }
 
 // WithInterceptorLogger logs each rejection's reason at debug level. The
@@ -85,7 +106,8 @@ func NewInterceptor(v *Verifier, publicMethods []string, opts ...InterceptorOpti
 	for _, o := range opts {
 		o(&cfg)
 	}
-	i := &Interceptor{verifier: v, publicMethods: make(map[string]bool, len(publicMethods)), logger: cfg.logger}
+	i := &Interceptor{verifier: v, publicMethods: make(map[string]bool, len(publicMethods)),
+		anonymousMethods: make(map[string]bool, len(cfg.anonymous)), logger: cfg.logger}
 	if i.logger == nil {
 		i.logger = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +116,15 @@ func NewInterceptor(v *Verifier, publicMethods []string, opts ...InterceptorOpti
 			return nil, fmt.Errorf("authn: public method %q: want \"/package.Service/Method\"", m)
 		}
 		i.publicMethods[m] = true
+	}
+	for _, m := range cfg.anonymous {
+		if !validFullMethod(m) {
+			return nil, fmt.Errorf("authn: anonymous method %q: want \"/package.Service/Method\"", m)
+		}
+		if i.publicMethods[m] {
+			return nil, fmt.Errorf("authn: %s is both public and anonymous", m)
+		}
+		i.anonymousMethods[m] = true
 	}
 	for _, p := range cfg.services {
 		if len(p) < 3 || p[0] != '/' || p[len(p)-1] != '/' || strings.Count(p, "/") != 2 {
@@ -109,9 +140,16 @@ func validFullMethod(m string) bool {
 	return strings.HasPrefix(m, "/") && ok && svc != "" && method != "" && !strings.Contains(method, "/")
 }
 
-// IsPublic reports whether fullMethod may be called without a token.
+// IsPublic reports whether fullMethod may be called without a token
+// (public and anonymous methods).
 func (i *Interceptor) IsPublic(fullMethod string) bool {
-	if i.publicMethods[fullMethod] {
+	return i.publicMethods[fullMethod] || i.IsAnonymous(fullMethod)
+}
+
+// IsAnonymous reports whether the interceptor ignores the token of
+// fullMethod's callers.
+func (i *Interceptor) IsAnonymous(fullMethod string) bool {
+	if i.anonymousMethods[fullMethod] {
 		return true
 	}
 	for _, p := range i.publicServices {
@@ -151,7 +189,10 @@ func (i *Interceptor) StreamServerInterceptor() grpc.StreamServerInterceptor {
 // authenticate returns ctx with claims attached, or a status error whose
 // message is generic and never contains the token.
 func (i *Interceptor) authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
-	public := i.IsPublic(fullMethod)
+	if i.IsAnonymous(fullMethod) {
+		return ctx, nil
+	}
+	public := i.publicMethods[fullMethod]
 	values := metadata.ValueFromIncomingContext(ctx, authorizationMetadataKey)
 	switch {
 	case len(values) == 0 && public:

@@ -52,12 +52,16 @@ const (
 // entries are skipped with a log line, so a JWKS that also lists encryption
 // keys still works.
 type JWKSKeySet struct {
-	url     string
-	client  *http.Client
-	logger  *slog.Logger
-	cfg     jwksConfig
-	limiter *rate.Limiter
-	state   atomic.Pointer[keyState] // nil until the first successful fetch
+	url string
+	// discover, when set, finds the JWKS URL before each fetch (from the
+	// issuer's discovery document); url is then only a label.
+	discover func(ctx context.Context, c *http.Client) (string, error)
+	client   *http.Client
+	logger   *slog.Logger
+	cfg      jwksConfig
+	limiter  *rate.Limiter
+	state    atomic.Pointer[keyState] // nil until the first successful fetch
+	loaded   chan struct{}            // closed by the first successful fetch
 
 	fetchMu sync.Mutex // one fetch at a time, so an older response never overwrites a newer one
 
@@ -72,6 +76,13 @@ type JWKSKeySet struct {
 }
 
 var _ KeySet = (*JWKSKeySet)(nil)
+
+// keyState is an immutable snapshot, swapped atomically so lookups never
+// take a lock.
+type keyState struct {
+	keys map[string]Key
+	gen  uint64
+}
 
 type jwksConfig struct {
 	refresh    time.Duration
@@ -135,6 +146,14 @@ func NewJWKSKeySet(ctx context.Context, rawURL string, client *http.Client, logg
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("authn: JWKS URL %q: want an absolute http(s) URL", rawURL)
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return newJWKSKeySet(ctx, rawURL, client, logger.With("jwks_url", u.Redacted()), opts, nil) // no userinfo password in logs
+}
+
+func newJWKSKeySet(ctx context.Context, rawURL string, client *http.Client, logger *slog.Logger, opts []JWKSOption,
+	discover func(context.Context, *http.Client) (string, error)) (*JWKSKeySet, error) {
 	cfg := jwksConfig{
 		refresh:    DefaultJWKSRefreshInterval,
 		refetch:    DefaultJWKSRefetchInterval,
@@ -147,15 +166,14 @@ func NewJWKSKeySet(ctx context.Context, rawURL string, client *http.Client, logg
 	if client == nil {
 		client = &http.Client{Timeout: defaultJWKSFetchTimeout}
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
 	s := &JWKSKeySet{
-		url:     rawURL,
-		client:  client,
-		logger:  logger.With("jwks_url", u.Redacted()), // no userinfo password in logs
-		cfg:     cfg,
-		limiter: rate.NewLimiter(rate.Every(cfg.refetch), 1),
+		url:      rawURL,
+		loaded:   make(chan struct{}),
+		discover: discover,
+		client:   client,
+		logger:   logger,
+		cfg:      cfg,
+		limiter:  rate.NewLimiter(rate.Every(cfg.refetch), 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.wg.Add(1)
@@ -208,6 +226,7 @@ func (s *JWKSKeySet) Refresh(ctx context.Context) error {
 	switch {
 	case old == nil:
 		s.state.Store(&keyState{keys: keys, gen: 1})
+		close(s.loaded) // fetchMu makes this the only first store
 		s.logger.Info("JWKS loaded", "kids", keyIDs(keys))
 	case !sameKeys(old.keys, keys):
 		s.state.Store(&keyState{keys: keys, gen: old.gen + 1})
@@ -217,9 +236,17 @@ func (s *JWKSKeySet) Refresh(ctx context.Context) error {
 }
 
 func (s *JWKSKeySet) fetch(ctx context.Context) (map[string]Key, error) {
+	jwksURL := s.url
+	if s.discover != nil {
+		u, err := s.discover(ctx, s.client)
+		if err != nil {
+			return nil, err
+		}
+		jwksURL = u
+	}
 	ctx, cancel := context.WithTimeout(ctx, defaultJWKSFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +394,19 @@ func (s *JWKSKeySet) Lookup(ctx context.Context, kid string) (Key, error) {
 		return k, nil
 	}
 	return Key{}, ErrUnknownKey
+}
+
+// Wait blocks until the first keys are loaded, or ctx ends (an error
+// wrapping ErrKeysUnavailable). Until then Verify answers
+// ErrKeysUnavailable; a service that would rather not start taking traffic
+// before it can verify waits here, or reports Ready in its health check.
+func (s *JWKSKeySet) Wait(ctx context.Context) error {
+	select {
+	case <-s.loaded:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrKeysUnavailable, ctx.Err())
+	}
 }
 
 // Ready implements KeySet: true once a fetch has succeeded.
