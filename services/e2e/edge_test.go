@@ -100,7 +100,7 @@ func jwtParts(header, claims map[string]any) string { return b64JSON(header) + "
 func forgedTokens(t *testing.T, valid string) map[string]string {
 	t.Helper()
 	now := time.Now().Unix()
-	claims := map[string]any{"iss": "gatehouse-auth", "aud": "gatehouse", "sub": "0190aaaa-0000-7000-8000-000000000000", "iat": now, "exp": now + 600, "roles": []string{"admin"}}
+	claims := map[string]any{"iss": issuerURL(t), "aud": "gatehouse", "sub": "0190aaaa-0000-7000-8000-000000000000", "iat": now, "exp": now + 600, "roles": []string{"admin"}}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)

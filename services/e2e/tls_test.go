@@ -59,6 +59,17 @@ func releaseCA(t *testing.T) *pki.CA {
 }
 
 // secretData reads a Secret of the release's namespace, decoded.
+// issuerURL is the release's JWT_ISSUER, as the Auth service's ConfigMap
+// holds it.
+func issuerURL(t *testing.T) string {
+	t.Helper()
+	u := strings.TrimSpace(kubectlRun(t, "-n", namespace, "get", "configmap", fullname()+"-auth", "-o", "jsonpath={.data.JWT_ISSUER}"))
+	if u == "" {
+		t.Fatal("the Auth ConfigMap has no JWT_ISSUER")
+	}
+	return u
+}
+
 func secretData(t *testing.T, name string) map[string][]byte {
 	t.Helper()
 	var s struct {
@@ -216,7 +227,7 @@ func serviceToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer func() { _ = ks.Close() }()
-	iss, err := auth.NewKeyIssuer(ks, dir, active, "gatehouse-auth")
+	iss, err := auth.NewKeyIssuer(ks, dir, active, issuerURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ GRPC_MAX_CONNECTION_AGE: {{ $root.Values.grpc.maxConnectionAge | quote }}
 DRAIN_DELAY: "{{ $root.Values.lifecycle.drainDelaySeconds }}s"
 SHUTDOWN_TIMEOUT: "{{ $root.Values.lifecycle.shutdownTimeoutSeconds }}s"
 LOG_LEVEL: {{ $root.Values.logLevel | quote }}
-JWT_ISSUER: {{ $root.Values.jwt.issuer | quote }}
+JWT_ISSUER: {{ include "gatehouse.issuer" $root | quote }}
 JWT_AUDIENCE: {{ $root.Values.jwt.audience | quote }}
 {{- if eq (include "gatehouse.databaseMode" .) "sqlite" }}
 DATABASE_URL: "sqlite:///data/{{ .component }}.db"

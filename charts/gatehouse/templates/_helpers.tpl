@@ -62,6 +62,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s.%s.svc.%s" .name .root.Release.Namespace .root.Values.clusterDomain -}}
 {{- end -}}
 
+{{/* The issuer URL: jwt.issuer, else the Auth Service's in-cluster HTTP URL. */}}
+{{- define "gatehouse.issuer" -}}
+{{- if .Values.jwt.issuer -}}
+{{- .Values.jwt.issuer -}}
+{{- else -}}
+{{- printf "%s://%s:8082" (ternary "https" "http" (not (empty (include "gatehouse.tlsSource" .)))) (include "gatehouse.serviceHost" (dict "root" . "name" (include "gatehouse.componentName" (dict "root" . "component" "auth")))) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Container ports of the services (fixed: the README documents them). */}}
 {{- define "gatehouse.grpcPort" -}}
 {{- if eq .component "user" }}50051{{ else }}50052{{ end -}}
