@@ -39,11 +39,15 @@ build: ## Build the service binaries into ./bin
 ##@ Test
 
 .PHONY: test
-test: proto-check fmt-check vet lint test-go fuzz-short abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, the short abuse replay, chart and manifest validation
+test: proto-check fmt-check vet lint test-go test-examples fuzz-short abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, the short abuse replay, chart and manifest validation
 
 .PHONY: test-go
 test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl)
 	GRPCURL=$(abspath $(BIN)/grpcurl) go test -race -count=1 $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-examples
+test-examples: ## The example service (examples/greeter, its own module) against Gatehouse's real binaries
+	cd examples/greeter && go test -race -count=1 ./...
 
 .PHONY: fuzz-short
 fuzz-short: ## Run every fuzz target for FUZZTIME each (default 30000x executions; a duration such as 60s also works)
@@ -63,12 +67,14 @@ fmt-check: ## Fail if gofmt would change a file
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet ./...
+vet: ## go vet ./... (the example module too)
 	go vet ./...
+	cd examples/greeter && go vet ./...
 
 .PHONY: lint
-lint: $(BIN)/golangci-lint ## golangci-lint (pinned v2)
+lint: $(BIN)/golangci-lint ## golangci-lint (pinned v2), the example module too
 	golangci-lint run ./...
+	cd examples/greeter && golangci-lint run ./...
 
 ##@ Kubernetes
 
@@ -151,13 +157,14 @@ bench-go: ## Go micro-benchmarks of the hot paths (token verify, interceptor, st
 .PHONY: proto
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Lint the .proto files, regenerate the Go code and the descriptors reflection serves (api/apidesc)
 	cd services/api && buf lint && buf generate && buf build --as-file-descriptor-set -o apidesc/descriptors.binpb
+	cd examples/greeter/api && buf lint && buf generate
 
 .PHONY: proto-check
 proto-check: proto ## Fail if the contract breaks the released one (buf breaking) or the committed generated code differs from a fresh `make proto`
 	cd services/api && buf breaking --against contract/released.binpb
-	@if [ -n "$$(git status --porcelain -- services/api)" ]; then \
-		echo "generated code in services/api is stale; run 'make proto' and commit:"; \
-		git status --porcelain -- services/api; git --no-pager diff --stat -- services/api; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- services/api examples/greeter/api)" ]; then \
+		echo "generated code is stale; run 'make proto' and commit:"; \
+		git status --porcelain -- services/api examples/greeter/api; git --no-pager diff --stat -- services/api examples/greeter/api; exit 1; fi
 
 .PHONY: proto-baseline
 proto-baseline: $(BIN)/buf ## At release time: record the contract as released (api/contract/released.binpb), what proto-check's buf breaking compares with
