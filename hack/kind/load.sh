@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gets every image the e2e deployment runs into the kind node:
-#   - Gatehouse's two images, built by hack/images.sh, and the e2e tests'
-#     in-cluster load generator (hack/loadgen, FROM scratch);
+#   - Gatehouse's two images, built by hack/images.sh, the e2e tests'
+#     in-cluster load generator (hack/loadgen) and the example service
+#     (examples/greeter), both FROM scratch;
 #   - the add-ons: Jaeger all-in-one, Prometheus Operator + config reloader,
 #     Prometheus, PostgreSQL. Online (default) the upstream images, pulled;
 #     AIRGAPPED=1 built locally by hack/kind/build-addon-images.sh.
@@ -46,6 +47,16 @@ loadgen_image=gatehouse.local/loadgen:$loadgen_hash
 docker image inspect "$loadgen_image" >/dev/null 2>&1 ||
   binary_image "$loadgen_image" "$CACHE/loadgen/loadgen:/loadgen" scratch "USER 65532:65532"
 ours+=("$loadgen_image")
+# The example service (examples/greeter, its own module), which the e2e
+# deploys as a stranger's service that trusts Gatehouse tokens.
+mkdir -p "$CACHE/greeter"
+(cd "$REPO_ROOT/examples/greeter" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$CACHE/greeter/greeter" .) ||
+  die "building examples/greeter failed"
+greeter_hash=$(hash_of greeter "$(sha256sum <"$CACHE/greeter/greeter")" "$(declare -f binary_image)")
+greeter_image=gatehouse.local/greeter:$greeter_hash
+docker image inspect "$greeter_image" >/dev/null 2>&1 ||
+  binary_image "$greeter_image" "$CACHE/greeter/greeter:/greeter" scratch "USER 65532:65532"
+ours+=("$greeter_image")
 step "1/3 ${ours[*]}: $((SECONDS - t0))s"
 
 # --- 2. add-ons -------------------------------------------------------------------
@@ -84,6 +95,7 @@ env_file=$CACHE/images-$CLUSTER_NAME.env
   echo "USER_IMAGE=$user_image"
   echo "AUTH_IMAGE=$auth_image"
   echo "LOADGEN_IMAGE=$loadgen_image"
+  echo "GREETER_IMAGE=$greeter_image"
   echo "JAEGER_IMAGE=${addon[jaeger]}"
   echo "PROMETHEUS_OPERATOR_IMAGE=${addon[prometheus-operator]}"
   echo "PROMETHEUS_CONFIG_RELOADER_IMAGE=${addon[prometheus-config-reloader]}"

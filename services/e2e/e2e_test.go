@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -215,12 +216,19 @@ func forwardFor(t *testing.T, ns, target string, port int) string {
 // request metadata.
 func call(t *testing.T, addr, method, token string, req any, headers ...string) (map[string]any, string) {
 	t.Helper()
+	return callOver(t, transport(), addr, method, token, req, headers...)
+}
+
+// callOver is call with grpcurl's transport flags given, for a server that
+// is not the release's (the example service serves plaintext).
+func callOver(t *testing.T, transport []string, addr, method, token string, req any, headers ...string) (map[string]any, string) {
+	t.Helper()
 	body, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// -max-time: a hung call fails the test with DeadlineExceeded instead of hanging it.
-	args := append(transport(), "-format-error", "-max-time", "20", "-d", string(body))
+	args := append(slices.Clone(transport), "-format-error", "-max-time", "20", "-d", string(body))
 	if token != "" {
 		args = append(args, "-H", "authorization: Bearer "+token)
 	}

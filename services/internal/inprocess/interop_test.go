@@ -25,7 +25,7 @@ import (
 // interopTokens are a genuine access token and the variants every
 // independent verifier must refuse.
 type interopTokens struct {
-	subject, genuine                              string
+	subject, genuine                               string
 	otherIssuer, tampered, notAccessToken, foreign string
 }
 
