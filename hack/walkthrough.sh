@@ -32,6 +32,11 @@ step "list services (reflection)"
 step "health"
 "$GRPCURL" "${TRANSPORT[@]}" "$USER_ADDR" grpc.health.v1.Health/Check
 
+step "describe a method: the contract comes with its comments and errors"
+described=$("$GRPCURL" "${TRANSPORT[@]}" "$USER_ADDR" describe user.v1.UserService.GetUser)
+echo "$described"
+grep -q "Errors:" <<<"$described" || { echo "reflection served no comments" >&2; exit 1; }
+
 step "create a user"
 created=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\",\"display_name\":\"Ada\"}" \
   "$USER_ADDR" user.v1.UserService/CreateUser)
@@ -48,7 +53,14 @@ step "get the user with the access token"
 "$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "without a token: refused"
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+REASON=TOKEN_MISSING expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
+
+step "a stale token in the header: listing, health and Login never read it; GetUser says why it refuses"
+STALE="authorization: Bearer not-a-token-any-more"
+"$GRPCURL" "${TRANSPORT[@]}" -H "$STALE" "$USER_ADDR" list >/dev/null
+"$GRPCURL" "${TRANSPORT[@]}" -H "$STALE" "$AUTH_ADDR" grpc.health.v1.Health/Check
+"$GRPCURL" "${TRANSPORT[@]}" -H "$STALE" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login >/dev/null
+REASON=TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -H "$STALE" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "change the display name (only the masked field is written)"
 updated=$("$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" \
@@ -72,12 +84,12 @@ NEW_REFRESH=$(field refreshToken <<<"$refreshed")
 echo "new refresh token issued"
 
 step "reuse of the old refresh token: refused, and the whole family is revoked"
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=REFRESH_TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=REFRESH_TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log out (idempotent)"
 "$GRPCURL" "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeToken
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=REFRESH_TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$NEW_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log in twice more (two sessions), then change the password with the current one"
 other=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
@@ -87,14 +99,14 @@ OTHER_REFRESH=$(field refreshToken <<<"$other")
   "$USER_ADDR" user.v1.UserService/ChangePassword
 step "every earlier session ended: its access token and its refresh token are refused"
 REASON=SESSION_ENDED expect_fail Unauthenticated "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$OTHER_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=REFRESH_TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$OTHER_REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 
 step "log in with the new password, then log out everywhere"
 login=$("$GRPCURL" "${TRANSPORT[@]}" -d "{\"email\":\"$EMAIL\",\"password\":\"$NEW_PASSWORD\"}" "$AUTH_ADDR" auth.v1.AuthService/Login)
 TOKEN=$(field accessToken <<<"$login")
 REFRESH=$(field refreshToken <<<"$login")
 "$GRPCURL" "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"user_id\":\"$USER_ID\"}" "$AUTH_ADDR" auth.v1.AuthService/RevokeAllSessions
-expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
+REASON=REFRESH_TOKEN_INVALID expect_fail Unauthenticated "${TRANSPORT[@]}" -d "{\"refresh_token\":\"$REFRESH\"}" "$AUTH_ADDR" auth.v1.AuthService/RefreshToken
 REASON=SESSION_ENDED expect_fail Unauthenticated "${TRANSPORT[@]}" -H "authorization: Bearer $TOKEN" -d "{\"id\":\"$USER_ID\"}" "$USER_ADDR" user.v1.UserService/GetUser
 
 step "another service checking the token alone still accepts it until it expires"
