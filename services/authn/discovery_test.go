@@ -3,6 +3,7 @@ package authn_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
@@ -189,4 +191,49 @@ func FuzzDiscover(f *testing.F) {
 			t.Fatalf("accepted %q: %+v", body, md)
 		}
 	})
+}
+
+// TestIssuerKeySetFollowsDiscovery: each fetch reads the discovery document
+// again, so a jwks_uri that moves (a new key under a new path, say) is
+// followed without a restart; until the first keys arrive Wait blocks, and
+// gives up with ErrKeysUnavailable when its context ends.
+func TestIssuerKeySetFollowsDiscovery(t *testing.T) {
+	a, b := authntest.NewSigner(t), authntest.NewSignerWithKey(t, "second", ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	srv := newIssuerServer(t, jwks(t, jwk(t, a.Key().Public, a.Key().ID, "", "sig")))
+	down := []byte("{}") // names no issuer: refused until the test fixes it
+	srv.doc.Store(&down)
+	ks, err := authn.NewIssuerKeySet(context.Background(), srv.URL, srv.Client(), nil, authn.WithJWKSRetryBackoff(10*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ks.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := ks.Wait(ctx); !errors.Is(err, authn.ErrKeysUnavailable) {
+		t.Fatalf("Wait with a bad discovery document = %v, want ErrKeysUnavailable", err)
+	}
+	srv.doc.Store(nil) // the real document
+	if err := ks.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Lookup(context.Background(), a.Key().ID); err != nil {
+		t.Fatalf("first key: %v", err)
+	}
+
+	moved := jwks(t, jwk(t, b.Key().Public, b.Key().ID, "", "sig"))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/keys2", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(moved) })
+	other := httptest.NewServer(mux)
+	defer other.Close()
+	doc, _ := json.Marshal(map[string]string{"issuer": srv.URL, "jwks_uri": other.URL + "/keys2"})
+	srv.doc.Store(&doc)
+	if err := ks.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Lookup(context.Background(), b.Key().ID); err != nil {
+		t.Errorf("key at the moved jwks_uri: %v", err)
+	}
+	if _, err := ks.Lookup(context.Background(), a.Key().ID); err == nil {
+		t.Error("the old JWKS's key still verifies after the issuer moved its keys")
+	}
 }
