@@ -14,7 +14,7 @@ type Claims struct {
 	// to ("gatehouse" unless the login named another). Empty in tokens
 	// from before it was added.
 	ClientID  string
-	Issuer    string    // iss: equals the Verifier's issuer
+	Issuer    string    // iss: the Verifier's issuer (or one of WithAcceptedIssuers)
 	Audience  []string  // aud: contains the Verifier's audience
 	ExpiresAt time.Time // exp: always set
 	IssuedAt  time.Time // iat: zero if the token has none

@@ -36,6 +36,7 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (Metadata
 	if client == nil {
 		client = &http.Client{Timeout: defaultJWKSFetchTimeout}
 	}
+	client = noDowngrade(client)
 	ctx, cancel := context.WithTimeout(ctx, defaultJWKSFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, issuer+OpenIDConfigurationPath, nil)
@@ -100,4 +101,28 @@ func NewIssuerKeySet(ctx context.Context, issuer string, client *http.Client, lo
 		return nil, err
 	}
 	return s, nil
+}
+
+// maxRedirects bounds the redirects a discovery or JWKS fetch follows.
+const maxRedirects = 3
+
+// noDowngrade returns a copy of c that follows at most maxRedirects
+// redirects and never one from https to http: keys fetched in plaintext
+// could come from anyone on the path, whatever the URL first named.
+func noDowngrade(c *http.Client) *http.Client {
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+			return fmt.Errorf("authn: refusing a redirect from https to %s", req.URL.Redacted())
+		}
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("authn: more than %d redirects", maxRedirects)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+	return &cc
 }

@@ -237,3 +237,45 @@ func TestIssuerKeySetFollowsDiscovery(t *testing.T) {
 		t.Error("the old JWKS's key still verifies after the issuer moved its keys")
 	}
 }
+
+// TestNoPlaintextBehindAnHTTPSRedirect: an https issuer whose JWKS (or
+// discovery document) redirects to http must not load keys from there: the
+// https in the URL is what the operator trusted.
+func TestNoPlaintextBehindAnHTTPSRedirect(t *testing.T) {
+	signer := authntest.NewSigner(t)
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(jwks(t, jwk(t, signer.Key().Public, signer.Key().ID, "", "sig")))
+	}))
+	defer plain.Close()
+	var issuer string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case authn.OpenIDConfigurationPath:
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": issuer + "/keys"})
+		case "/keys":
+			http.Redirect(w, r, plain.URL+"/keys", http.StatusFound)
+		}
+	}))
+	defer srv.Close()
+	issuer = srv.URL
+	ks, err := authn.NewIssuerKeySet(context.Background(), issuer, srv.Client(), nil, authn.WithJWKSRetryBackoff(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ks.Close() }()
+	if err := ks.Refresh(context.Background()); err == nil || !strings.Contains(err.Error(), "refusing a redirect from https") {
+		t.Fatalf("Refresh = %v, want the redirect to http refused", err)
+	}
+	if ks.Ready() {
+		t.Fatal("keys loaded from a plaintext redirect")
+	}
+
+	// The discovery document itself, redirected to http.
+	redirecting := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, plain.URL+r.URL.Path, http.StatusMovedPermanently)
+	}))
+	defer redirecting.Close()
+	if _, err := authn.Discover(context.Background(), redirecting.Client(), redirecting.URL); err == nil || !strings.Contains(err.Error(), "refusing a redirect") {
+		t.Fatalf("Discover = %v, want the redirect to http refused", err)
+	}
+}

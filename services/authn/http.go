@@ -12,10 +12,11 @@ import (
 // and puts the verified Claims in the request's context
 // (ClaimsFromContext). Refusals follow RFC 6750 §3:
 //
-//   - no token: 401, `WWW-Authenticate: Bearer realm="<realm>"`;
+//   - no token, or another scheme: 401, `WWW-Authenticate: Bearer
+//     realm="<realm>"`;
 //   - a bad or expired token: 401 with error="invalid_token" and an
 //     error_description of TOKEN_INVALID or TOKEN_EXPIRED's meaning;
-//   - two Authorization headers or another scheme: 400 invalid_request;
+//   - two Authorization headers or an empty bearer: 400 invalid_request;
 //   - keys not loaded yet: 503 with Retry-After, so the client retries.
 //
 // realm names the protected service in the challenge; "" leaves it out.
@@ -33,10 +34,16 @@ func (v *Verifier) Middleware(realm string) func(http.Handler) http.Handler {
 				refuseHTTP(w, http.StatusUnauthorized, challenge, "", "missing bearer token")
 				return
 			}
-			scheme, token, ok := strings.Cut(values[0], " ")
+			scheme, token, _ := strings.Cut(values[0], " ")
 			token = strings.TrimSpace(token)
-			if len(values) > 1 || !ok || !strings.EqualFold(scheme, bearerScheme) || token == "" {
+			switch {
+			case len(values) > 1 || (strings.EqualFold(scheme, bearerScheme) && token == ""):
 				refuseHTTP(w, http.StatusBadRequest, challenge, "invalid_request", "send exactly one Authorization: Bearer header")
+				return
+			case !strings.EqualFold(scheme, bearerScheme):
+				// Another scheme (Basic, say) is no token at all: a bare
+				// challenge, as for none (RFC 6750 §3.1).
+				refuseHTTP(w, http.StatusUnauthorized, challenge, "", "missing bearer token")
 				return
 			}
 			claims, err := v.Verify(r.Context(), token)

@@ -32,7 +32,7 @@ func TestMiddleware(t *testing.T) {
 		{"expired", []string{"Bearer " + signer.Token(t, "u", authntest.ExpiresIn(-time.Hour))}, http.StatusUnauthorized, `error="invalid_token", error_description="token expired"`, ""},
 		{"garbage", []string{"Bearer garbage"}, http.StatusUnauthorized, `error="invalid_token", error_description="invalid token"`, ""},
 		{"other audience", []string{"Bearer " + signer.Token(t, "u", authntest.Audience("other"))}, http.StatusUnauthorized, `error="invalid_token"`, ""},
-		{"basic auth", []string{"Basic dXNlcjpwdw=="}, http.StatusBadRequest, `error="invalid_request"`, ""},
+		{"basic auth", []string{"Basic dXNlcjpwdw=="}, http.StatusUnauthorized, `Bearer realm="orders"`, ""},
 		{"empty bearer", []string{"Bearer "}, http.StatusBadRequest, `error="invalid_request"`, ""},
 		{"two headers", []string{"Bearer " + signer.Token(t, "u"), "Bearer " + signer.Token(t, "v")}, http.StatusBadRequest, `error="invalid_request"`, ""},
 		{"huge", []string{"Bearer " + strings.Repeat("a", 100_000)}, http.StatusUnauthorized, `error="invalid_token"`, ""},

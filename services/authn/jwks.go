@@ -166,6 +166,7 @@ func newJWKSKeySet(ctx context.Context, rawURL string, client *http.Client, logg
 	if client == nil {
 		client = &http.Client{Timeout: defaultJWKSFetchTimeout}
 	}
+	client = noDowngrade(client)
 	s := &JWKSKeySet{
 		url:      rawURL,
 		loaded:   make(chan struct{}),

@@ -25,6 +25,7 @@ const DefaultLeeway = 30 * time.Second
 type Verifier struct {
 	keys       KeySet
 	issuer     string
+	issuers    map[string]bool // issuer and WithAcceptedIssuers; nil: the parser checks issuer alone
 	audience   string
 	requireKID bool
 	parser     *jwt.Parser
@@ -36,6 +37,7 @@ type verifierConfig struct {
 	leeway    time.Duration
 	now       func() time.Time
 	cacheSize int
+	accepted  []string
 }
 
 // VerifierOption configures NewVerifier.
@@ -45,6 +47,15 @@ type VerifierOption func(*verifierConfig)
 // DefaultLeeway). Negative values are treated as zero.
 func WithLeeway(d time.Duration) VerifierOption {
 	return func(c *verifierConfig) { c.leeway = max(d, 0) }
+}
+
+// WithAcceptedIssuers also accepts tokens whose iss is one of issuers, for
+// a change of issuer URL: tokens issued before it, signed by the same keys,
+// still name the old issuer until they expire. Trust stays with the key
+// set; only the label widens. Remove the old issuer once its tokens are
+// past their exp.
+func WithAcceptedIssuers(issuers ...string) VerifierOption {
+	return func(c *verifierConfig) { c.accepted = append(c.accepted, issuers...) }
 }
 
 // WithClock replaces time.Now, for tests that need to move time.
@@ -67,25 +78,38 @@ func NewVerifier(keys KeySet, issuer, audience string, opts ...VerifierOption) (
 		o(&cfg)
 	}
 	ko, ok := keys.(kidOptional)
+	parserOpts := []jwt.ParserOption{
+		// Belt and braces: the keyfunc pins alg to the key, and this list
+		// keeps "none" and every algorithm we never issue out early.
+		jwt.WithValidMethods([]string{AlgEdDSA, AlgES256, AlgRS256, AlgHS256}),
+		jwt.WithExpirationRequired(), // golang-jwt v5 treats exp as optional otherwise
+		jwt.WithAudience(audience),
+		jwt.WithIssuedAt(), // reject iat in the future
+		jwt.WithLeeway(cfg.leeway),
+		jwt.WithTimeFunc(cfg.now),
+		jwt.WithStrictDecoding(), // one canonical encoding per token: no padding, no stray bits
+	}
+	var issuers map[string]bool
+	if len(cfg.accepted) == 0 {
+		parserOpts = append(parserOpts, jwt.WithIssuer(issuer))
+	} else {
+		issuers = map[string]bool{issuer: true}
+		for _, iss := range cfg.accepted {
+			if iss == "" {
+				return nil, errors.New("authn: NewVerifier: an accepted issuer is empty")
+			}
+			issuers[iss] = true
+		}
+	}
 	return &Verifier{
+		issuers:    issuers,
 		keys:       keys,
 		issuer:     issuer,
 		audience:   audience,
 		requireKID: !ok || !ko.allowsMissingKeyID(),
 		cache:      newVerifiedCache(cfg.cacheSize),
 		now:        cfg.now,
-		parser: jwt.NewParser(
-			// Belt and braces: the keyfunc pins alg to the key, and this list
-			// keeps "none" and every algorithm we never issue out early.
-			jwt.WithValidMethods([]string{AlgEdDSA, AlgES256, AlgRS256, AlgHS256}),
-			jwt.WithExpirationRequired(), // golang-jwt v5 treats exp as optional otherwise
-			jwt.WithIssuer(issuer),
-			jwt.WithAudience(audience),
-			jwt.WithIssuedAt(), // reject iat in the future
-			jwt.WithLeeway(cfg.leeway),
-			jwt.WithTimeFunc(cfg.now),
-			jwt.WithStrictDecoding(), // one canonical encoding per token: no padding, no stray bits
-		),
+		parser:     jwt.NewParser(parserOpts...),
 	}, nil
 }
 
@@ -168,6 +192,12 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	if err != nil {
 		return nil, classify(err, &tc)
+	}
+	if v.issuers != nil && !v.issuers[tc.Issuer] {
+		if tc.Issuer == "" {
+			return nil, invalid("missing iss claim")
+		}
+		return nil, invalid("wrong issuer")
 	}
 	if tc.Subject == "" {
 		return nil, invalid("missing sub claim")

@@ -370,3 +370,33 @@ func reencodeHeader(t testing.TB, seg string) string {
 	}
 	return b64.EncodeToString(out)
 }
+
+// TestVerifyAcceptedIssuers: during a change of issuer URL the verifier
+// also takes the old issuer's tokens (same keys), and still refuses any
+// other issuer, a missing iss, and another key set's tokens.
+func TestVerifyAcceptedIssuers(t *testing.T) {
+	s := authntest.NewSigner(t)
+	v, err := authn.NewVerifier(s.KeySet(t), s.Issuer, s.Audience, authn.WithAcceptedIssuers("gatehouse-auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, iss := range []string{s.Issuer, "gatehouse-auth"} {
+		c, err := v.Verify(ctx, s.Token(t, "u", authntest.Issuer(iss)))
+		if err != nil || c.Issuer != iss {
+			t.Errorf("iss %q: %+v, %v", iss, c, err)
+		}
+	}
+	for name, tok := range map[string]string{
+		"other issuer": s.Token(t, "u", authntest.Issuer("https://evil.example")),
+		"no iss":       s.Token(t, "u", authntest.Claim("iss", nil)),
+		"other key":    authntest.NewSigner(t).Token(t, "u", authntest.Issuer("gatehouse-auth")),
+	} {
+		if _, err := v.Verify(ctx, tok); !errors.Is(err, authn.ErrInvalidToken) {
+			t.Errorf("%s: %v, want ErrInvalidToken", name, err)
+		}
+	}
+	if _, err := authn.NewVerifier(s.KeySet(t), s.Issuer, s.Audience, authn.WithAcceptedIssuers("")); err == nil {
+		t.Error("an empty accepted issuer was taken")
+	}
+}

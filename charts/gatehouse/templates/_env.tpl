@@ -23,6 +23,9 @@ SHUTDOWN_TIMEOUT: "{{ $root.Values.lifecycle.shutdownTimeoutSeconds }}s"
 LOG_LEVEL: {{ $root.Values.logLevel | quote }}
 JWT_ISSUER: {{ include "gatehouse.issuer" $root | quote }}
 JWT_AUDIENCE: {{ $root.Values.jwt.audience | quote }}
+{{- with $root.Values.jwt.acceptedIssuers }}
+JWT_ACCEPTED_ISSUERS: {{ join "," . | quote }}
+{{- end }}
 {{- if eq (include "gatehouse.databaseMode" .) "sqlite" }}
 DATABASE_URL: "sqlite:///data/{{ .component }}.db"
 {{- end }}

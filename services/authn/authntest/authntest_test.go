@@ -131,6 +131,12 @@ func TestCheckAllMethodsProtected(t *testing.T) {
 			allow: authntest.Allowlist{Public: []string{create}, Anonymous: []string{get}},
 		},
 		{
+			name:       "declared anonymous, but protected",
+			serverOpts: func(t *testing.T) []grpc.ServerOption { return withAuth(t) },
+			allow:      authntest.Allowlist{Anonymous: []string{get}},
+			want:       []string{"anonymous " + get + " without a token: refused for want of one"},
+		},
+		{
 			name:       "declared anonymous, but the token is read",
 			serverOpts: func(t *testing.T) []grpc.ServerOption { return withAuth(t, get) },
 			allow:      authntest.Allowlist{Anonymous: []string{get}},

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/gatehouse-dev/gatehouse/services/authn"
 )
 
 // callTimeout bounds each probe call: a method that is unprotected and
@@ -61,7 +63,8 @@ func (a Allowlist) has(list []string, method string) bool {
 //     malformed bearer token fails with codes.Unauthenticated: the
 //     interceptor is installed and verifies tokens there too;
 //  3. every anonymous method answers a malformed token exactly as it
-//     answers no token: the header is not read.
+//     answers no token (the header is not read), and no token is not
+//     refused as a missing token.
 //
 // Handlers are never reached for checks 1 and 2 when the server is
 // correctly protected. Check 3 reaches anonymous handlers with an empty
@@ -83,7 +86,11 @@ func CheckAllMethodsProtected(t testing.TB, conn grpc.ClientConnInterface, servi
 	for _, method := range methods {
 		info := streams[method]
 		if allow.has(allow.Anonymous, method) {
-			without, with := settled(probe(conn, method, info, "", anonymousTimeout)), settled(probe(conn, method, info, "not-a-jwt", anonymousTimeout))
+			err := call(conn, method, info, "", anonymousTimeout)
+			if authn.RejectionReason(err) == authn.ReasonTokenMissing {
+				t.Errorf("authntest: anonymous %s without a token: refused for want of one (%v)", method, err)
+			}
+			without, with := settled(status.Code(err)), settled(probe(conn, method, info, "not-a-jwt", anonymousTimeout))
 			if without != with {
 				t.Errorf("authntest: anonymous %s: %v without a token but %v with a malformed one; the token must not be read", method, without, with)
 			}
@@ -132,6 +139,12 @@ func settled(c codes.Code) codes.Code {
 
 // probe calls method once and returns the resulting status code.
 func probe(conn grpc.ClientConnInterface, method string, info grpc.MethodInfo, token string, timeout time.Duration) codes.Code {
+	return status.Code(call(conn, method, info, token, timeout))
+}
+
+// call calls method once with an empty request and returns its error (nil
+// when the handler answered OK or ended its stream normally).
+func call(conn grpc.ClientConnInterface, method string, info grpc.MethodInfo, token string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if token != "" {
@@ -140,21 +153,21 @@ func probe(conn grpc.ClientConnInterface, method string, info grpc.MethodInfo, t
 	// An empty message encodes to zero bytes, which every proto request
 	// type decodes as "all fields unset", so one type serves every method.
 	if !info.IsClientStream && !info.IsServerStream {
-		return status.Code(conn.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{}))
+		return conn.Invoke(ctx, method, &emptypb.Empty{}, &emptypb.Empty{})
 	}
 	desc := &grpc.StreamDesc{StreamName: method, ClientStreams: info.IsClientStream, ServerStreams: info.IsServerStream}
 	stream, err := conn.NewStream(ctx, desc, method)
 	if err != nil {
-		return status.Code(err)
+		return err
 	}
 	_ = stream.SendMsg(&emptypb.Empty{}) // may fail if the server already answered; RecvMsg has the status
 	_ = stream.CloseSend()
 	for {
 		if err := stream.RecvMsg(&emptypb.Empty{}); err != nil {
 			if errors.Is(err, io.EOF) {
-				return codes.OK // the handler ran and ended the stream normally
+				return nil // the handler ran and ended the stream normally
 			}
-			return status.Code(err)
+			return err
 		}
 	}
 }

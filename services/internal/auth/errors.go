@@ -41,16 +41,18 @@ func errorStatus(err error) error {
 	case errors.As(err, &ferr):
 		return rpcerr.BadRequest(ferr.Error(), rpcerr.Violation{Field: ferr.field, Description: ferr.description})
 	case errors.Is(err, ErrBadCredentials):
-		return authn.Refusal(codes.Unauthenticated, identity.ReasonCredentialsInvalid, "invalid email or password")
+		return rpcerr.WithReason(codes.Unauthenticated, identity.ErrorDomain, identity.ReasonCredentialsInvalid, "invalid email or password")
 	case errors.Is(err, ErrTokenJustRotated):
 		return status.Error(codes.Aborted, "refresh token was just used by a concurrent request; use the newest refresh token")
 	case errors.Is(err, ErrTokenNotFound), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenRevoked), errors.Is(err, ErrTokenReused),
 		errors.Is(err, ErrSessionEnded):
-		return authn.Refusal(codes.Unauthenticated, identity.ReasonRefreshTokenInvalid, "invalid or expired refresh token; log in again")
+		return rpcerr.WithReason(codes.Unauthenticated, identity.ErrorDomain, identity.ReasonRefreshTokenInvalid, "invalid or expired refresh token; log in again")
 	case errors.Is(err, ErrInvalidToken) && errors.Is(err, authn.ErrExpired):
-		return authn.Refusal(codes.Unauthenticated, authn.ReasonTokenExpired, "access token expired")
+		// About the token ValidateToken was given, not the caller's own:
+		// the service's domain, not the interceptor's.
+		return rpcerr.WithReason(codes.Unauthenticated, identity.ErrorDomain, authn.ReasonTokenExpired, "access token expired")
 	case errors.Is(err, ErrInvalidToken):
-		return authn.Refusal(codes.Unauthenticated, authn.ReasonTokenInvalid, "invalid access token")
+		return rpcerr.WithReason(codes.Unauthenticated, identity.ErrorDomain, authn.ReasonTokenInvalid, "invalid access token")
 	case errors.Is(err, ErrUserNotFound):
 		// Only RevokeAllSessions can get here for a user other than the
 		// caller, and only an admin may name another user.

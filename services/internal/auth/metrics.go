@@ -19,7 +19,7 @@ func newMetrics() *metrics {
 		}, []string{"result"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_refreshes_total",
-			Help: "RefreshToken calls by result: success, reused, concurrent, revoked, expired, unknown, invalid, session_ended (credentials changed or logged out everywhere since login), user_gone (user deleted), unavailable (User service unreachable; the refresh token is kept), canceled (the caller left), error.",
+			Help: "RefreshToken calls by result: success, reused, concurrent, revoked, expired, unknown, invalid, session_ended (credentials changed or logged out everywhere since login), user_gone (user deleted), client_removed (its client left CLIENT_IDS), unavailable (User service unreachable; the refresh token is kept), canceled (the caller left), error.",
 		}, []string{"result"}),
 		reuse: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gatehouse_refresh_token_reuse_total",
@@ -34,7 +34,7 @@ func newMetrics() *metrics {
 	for _, r := range []string{"success", "bad_credentials", "rate_limited", "invalid", "canceled", "overloaded", "unavailable", "error"} {
 		m.logins.WithLabelValues(r)
 	}
-	for _, r := range []string{"success", "reused", "concurrent", "revoked", "expired", "unknown", "invalid", "session_ended", "user_gone", "unavailable", "canceled", "error"} {
+	for _, r := range []string{"success", "reused", "concurrent", "revoked", "expired", "unknown", "invalid", "session_ended", "user_gone", "client_removed", "unavailable", "canceled", "error"} {
 		m.refreshes.WithLabelValues(r)
 	}
 	for _, t := range []string{"access", "refresh"} {

@@ -253,6 +253,11 @@ func (s *Service) refresh(ctx context.Context, old string) (*authv1.RefreshToken
 	case err != nil:
 		return nil, Family{}, "error", err
 	}
+	if !slices.Contains(s.cfg.ClientIDs, fam.ClientID) {
+		// The client was removed from CLIENT_IDS: its sessions end with it
+		// (and resume if it is added back).
+		return nil, fam, "client_removed", fmt.Errorf("%w: client %q is not in CLIENT_IDS", ErrSessionEnded, fam.ClientID)
+	}
 	// Only a token that may still rotate is worth a question to the User
 	// service; reuse, revocation and expiry are decided by Rotate alone, so
 	// they are answered as such even while the User service is down (an

@@ -13,7 +13,6 @@ import (
 
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/authn"
-	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
@@ -77,7 +76,7 @@ func (g *GRPCUsers) VerifyPassword(ctx context.Context, email, password string) 
 	case codes.OK:
 		return accountOf(resp.GetUser(), resp.GetSessionVersion()), nil
 	case codes.Unauthenticated, codes.InvalidArgument, codes.NotFound:
-		if reason := authn.RejectionReason(err); reason != "" && reason != identity.ReasonCredentialsInvalid {
+		if reason := authn.RejectionReason(err); reason != "" {
 			return Account{}, serviceTokenRefused(reason)
 		}
 		return Account{}, ErrBadCredentials

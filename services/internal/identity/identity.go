@@ -32,10 +32,19 @@ const (
 // a UUID, so it can never name a user.
 const ServiceSubject = "service:gatehouse-auth"
 
-// Reasons of the services' own Unauthenticated answers, in a
-// google.rpc.ErrorInfo of domain authn.ErrorDomain beside the authn
-// interceptor's (TOKEN_MISSING, TOKEN_INVALID, TOKEN_EXPIRED): every
-// Unauthenticated says what the client should do.
+// ErrorDomain is the google.rpc.ErrorInfo domain of the services' own
+// Unauthenticated answers: about the request's credentials (a password, a
+// refresh token, the token ValidateToken checks), never the caller's bearer
+// token. The authn interceptor's reasons (domain authn.ErrorDomain) are
+// about the caller's own token; keeping the two apart is what lets the
+// Auth service tell "the User service refused my service token" from "the
+// user's password is wrong", in any mix of versions during a rollout.
+const ErrorDomain = "gatehouse.dev"
+
+// Reasons of the services' own Unauthenticated answers (domain
+// ErrorDomain): with the interceptor's, every Unauthenticated says what the
+// client should do. ValidateToken also answers TOKEN_EXPIRED and
+// TOKEN_INVALID in this domain, about the token it was given.
 const (
 	// ReasonCredentialsInvalid: wrong email or password (one reason for
 	// both, so it tells an attacker nothing). Ask the user again.

@@ -16,6 +16,8 @@ import (
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
 	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
 var (
@@ -143,50 +145,57 @@ func TestEveryUnauthenticatedHasAReason(t *testing.T) {
 	}
 	id := created.GetUser().GetId()
 	expired := p.expiredToken(t, auth.Account{ID: id})
+	// Reasons about the caller's own bearer token are the interceptor's
+	// (authn.ErrorDomain); reasons about the credentials in the request
+	// are the service's (identity.ErrorDomain). An Auth service of any
+	// version reads an authn reason from the User service as "my service
+	// token was refused", so a wrong password must never carry one.
+	const callerToken, request = authn.ErrorDomain, identity.ErrorDomain
 	tests := []struct {
 		name   string
 		call   func() error
+		domain string
 		reason string
 	}{
 		{"GetUser without a token", func() error {
 			_, err := p.users.GetUser(ctx, &userv1.GetUserRequest{Id: id})
 			return err
-		}, "TOKEN_MISSING"},
+		}, callerToken, "TOKEN_MISSING"},
 		{"GetUser with garbage", func() error {
 			_, err := p.users.GetUser(bearer("garbage"), &userv1.GetUserRequest{Id: id})
 			return err
-		}, "TOKEN_INVALID"},
+		}, callerToken, "TOKEN_INVALID"},
 		{"GetUser with an expired token", func() error {
 			_, err := p.users.GetUser(bearer(expired), &userv1.GetUserRequest{Id: id})
 			return err
-		}, "TOKEN_EXPIRED"},
+		}, callerToken, "TOKEN_EXPIRED"},
 		{"ValidateToken of garbage", func() error {
 			_, err := p.auth.ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: "garbage"})
 			return err
-		}, "TOKEN_INVALID"},
+		}, request, "TOKEN_INVALID"},
 		{"ValidateToken of an expired token", func() error {
 			_, err := p.auth.ValidateToken(ctx, &authv1.ValidateTokenRequest{AccessToken: expired})
 			return err
-		}, "TOKEN_EXPIRED"},
+		}, request, "TOKEN_EXPIRED"},
 		{"Login with a wrong password", func() error {
 			_, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "ria@example.com", Password: "wrong horse battery"})
 			return err
-		}, "CREDENTIALS_INVALID"},
+		}, request, "CREDENTIALS_INVALID"},
 		{"RefreshToken of an unknown token", func() error {
 			_, err := p.auth.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: "not-a-refresh-token"})
 			return err
-		}, "REFRESH_TOKEN_INVALID"},
+		}, request, "REFRESH_TOKEN_INVALID"},
 		{"RevokeAllSessions with an expired token", func() error {
 			_, err := p.auth.RevokeAllSessions(bearer(expired), &authv1.RevokeAllSessionsRequest{UserId: id})
 			return err
-		}, "TOKEN_EXPIRED"},
+		}, callerToken, "TOKEN_EXPIRED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
 			wantCode(t, err, codes.Unauthenticated)
-			if got := authn.RejectionReason(err); got != tt.reason {
-				t.Errorf("reason %q, want %q (%v)", got, tt.reason, err)
+			if domain, reason := rpcerr.Reason(err); domain != tt.domain || reason != tt.reason {
+				t.Errorf("ErrorInfo %s/%s, want %s/%s (%v)", domain, reason, tt.domain, tt.reason, err)
 			}
 		})
 	}

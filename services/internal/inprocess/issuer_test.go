@@ -12,6 +12,9 @@ import (
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	authapp "github.com/gatehouse-dev/gatehouse/services/internal/auth/app"
+	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 )
 
 // TestIssuerMetadata: both discovery documents name the issuer and its
@@ -109,5 +112,35 @@ func TestClientID(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "client_id") {
 			t.Errorf("unknown client: %v, want the field named", err)
 		}
+	}
+}
+
+// TestRemovedClientsSessionsEnd: a client taken out of CLIENT_IDS can no
+// longer refresh (REFRESH_TOKEN_INVALID), while the sessions of the
+// clients that stay keep rotating. A second Auth service on the same
+// database stands for the redeployed one.
+func TestRemovedClientsSessionsEnd(t *testing.T) {
+	p := startPair(t, "CLIENT_IDS=gatehouse,cli.example")
+	ctx := context.Background()
+	if _, err := p.users.CreateUser(ctx, &userv1.CreateUserRequest{Email: "rem@example.com", Password: "correct horse battery"}); err != nil {
+		t.Fatal(err)
+	}
+	refresh := map[string]string{}
+	for _, client := range []string{"gatehouse", "cli.example"} {
+		login, err := p.auth.Login(ctx, &authv1.LoginRequest{Email: "rem@example.com", Password: "correct horse battery", ClientId: client})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refresh[client] = login.GetRefreshToken()
+	}
+	redeployed := startAuthWith(t, authapp.Options{}, "DATABASE_URL=sqlite://"+p.authDB, "JWT_SIGNING_KEYS_DIR="+p.keysDir,
+		"USER_SERVICE_ADDR="+p.userAddr, "JWT_ISSUER="+p.issuer, "CLIENT_IDS=gatehouse")
+	if _, err := redeployed.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: refresh["gatehouse"]}); err != nil {
+		t.Errorf("a kept client's session: %v", err)
+	}
+	_, err := redeployed.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: refresh["cli.example"]})
+	wantCode(t, err, codes.Unauthenticated)
+	if _, reason := rpcerr.Reason(err); reason != identity.ReasonRefreshTokenInvalid {
+		t.Errorf("a removed client's session: %v, want reason %s", err, identity.ReasonRefreshTokenInvalid)
 	}
 }

@@ -57,6 +57,7 @@ func TestMain(m *testing.M) {
 type pair struct {
 	t        *testing.T
 	keysDir  string
+	authDB   string // the Auth service's SQLite file
 	issuer   string // the Auth service's issuer URL, its HTTP port
 	jwksURL  string
 	users    userv1.UserServiceClient
@@ -149,8 +150,9 @@ func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
 
 	p.jwksURL = p.issuer + "/.well-known/jwks.json"
 	common = append(common, "JWT_ISSUER="+p.issuer)
+	p.authDB = filepath.Join(data, "auth.db")
 	authCfg, err := authapp.LoadConfig(append(append(common,
-		"DATABASE_URL=sqlite://"+filepath.Join(data, "auth.db"),
+		"DATABASE_URL=sqlite://"+p.authDB,
 		"JWT_SIGNING_KEYS_DIR="+p.keysDir,
 		"USER_SERVICE_ADDR="+p.userAddr,
 	), authEnv...))
@@ -526,10 +528,14 @@ func startAuth(t *testing.T, kid, userAddr string, opts authapp.Options) authv1.
 	t.Helper()
 	keys := t.TempDir()
 	writeKey(t, keys, kid)
-	cfg, err := authapp.LoadConfig([]string{
-		"DATABASE_URL=sqlite://" + filepath.Join(t.TempDir(), "auth.db"),
-		"JWT_SIGNING_KEYS_DIR=" + keys, "USER_SERVICE_ADDR=" + userAddr, "DRAIN_DELAY=0s",
-	})
+	return startAuthWith(t, opts, "DATABASE_URL=sqlite://"+filepath.Join(t.TempDir(), "auth.db"),
+		"JWT_SIGNING_KEYS_DIR="+keys, "USER_SERVICE_ADDR="+userAddr)
+}
+
+// startAuthWith starts an Auth service of its own configured by env.
+func startAuthWith(t *testing.T, opts authapp.Options, env ...string) authv1.AuthServiceClient {
+	t.Helper()
+	cfg, err := authapp.LoadConfig(append([]string{"DRAIN_DELAY=0s"}, env...))
 	if err != nil {
 		t.Fatal(err)
 	}

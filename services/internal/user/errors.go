@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/authz"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/ratelimit"
@@ -83,7 +82,7 @@ func errorStatus(err error) error {
 	case errors.Is(err, ErrEmailTaken):
 		return status.Error(codes.AlreadyExists, "email already registered")
 	case errors.Is(err, ErrBadCredentials):
-		return authn.Refusal(codes.Unauthenticated, identity.ReasonCredentialsInvalid, "invalid email or password")
+		return rpcerr.WithReason(codes.Unauthenticated, identity.ErrorDomain, identity.ReasonCredentialsInvalid, "invalid email or password")
 	case errors.Is(err, ErrPermissionDenied):
 		// The sentinel's wrappers say which rule refused; they are fixed
 		// strings written for the client, never input.

@@ -58,22 +58,28 @@ const (
 // token alone accepts it until "exp" (at most JWT_ACCESS_EXPIRY, 15 minutes
 // by default).
 //
-// Errors. Each method lists the status codes it answers. Refusals of an
-// access token carry a google.rpc.ErrorInfo of domain
-// "authn.gatehouse.dev" whose reason says what to do:
+// Errors. Each method lists the status codes it answers. Every
+// UNAUTHENTICATED carries a google.rpc.ErrorInfo whose reason says what to
+// do. Refusals of the caller's own bearer token have domain
+// "authn.gatehouse.dev":
 //   - UNAUTHENTICATED, TOKEN_MISSING: no `authorization: Bearer <token>`.
 //   - UNAUTHENTICATED, TOKEN_INVALID: a malformed, badly signed, foreign or
 //     repeated token; log in again.
 //   - UNAUTHENTICATED, TOKEN_EXPIRED: refresh (RefreshToken).
 //   - UNAUTHENTICATED, SESSION_ENDED: the user was deleted or its sessions
 //     ended; log in again.
-//   - UNAUTHENTICATED, CREDENTIALS_INVALID: wrong email or password.
-//   - UNAUTHENTICATED, REFRESH_TOKEN_INVALID: the refresh token is unknown,
-//     expired, revoked or reused, or its session ended; log in again.
 //   - UNAVAILABLE, KEYS_UNAVAILABLE: the keys that verify tokens are not
 //     loaded yet; retry.
 //
-// Every UNAUTHENTICATED carries one of these reasons. UNAVAILABLE without one means storage or the User service is
+// Refusals of the credentials in the request have domain "gatehouse.dev":
+//   - UNAUTHENTICATED, CREDENTIALS_INVALID: wrong email or password.
+//   - UNAUTHENTICATED, REFRESH_TOKEN_INVALID: the refresh token is unknown,
+//     expired, revoked or reused, its session ended, or its client is no
+//     longer one of CLIENT_IDS; log in again.
+//   - UNAUTHENTICATED, TOKEN_EXPIRED or TOKEN_INVALID: the access token
+//     ValidateToken was asked about (not the caller's own).
+//
+// UNAVAILABLE without a reason means storage or the User service is
 // unavailable: retry. INVALID_ARGUMENT carries a google.rpc.BadRequest
 // naming the bad field; RESOURCE_EXHAUSTED carries a google.rpc.RetryInfo
 // saying when to retry. Any call may also end CANCELLED or
@@ -87,7 +93,7 @@ type AuthServiceClient interface {
 	// Errors:
 	//   - INVALID_ARGUMENT: email or password missing or too long, or a
 	//     client_id that is not one of the service's CLIENT_IDS.
-	//   - UNAUTHENTICATED: ErrorInfo reason CREDENTIALS_INVALID, for a wrong
+	//   - UNAUTHENTICATED: ErrorInfo gatehouse.dev/CREDENTIALS_INVALID, for a wrong
 	//     password and an unknown email alike.
 	//   - RESOURCE_EXHAUSTED: too many failed logins, or the User service is
 	//     busy checking passwords.
@@ -102,7 +108,7 @@ type AuthServiceClient interface {
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: refresh_token missing or too long.
-	//   - UNAUTHENTICATED: ErrorInfo reason REFRESH_TOKEN_INVALID: the refresh
+	//   - UNAUTHENTICATED: ErrorInfo gatehouse.dev/REFRESH_TOKEN_INVALID: the refresh
 	//     token is unknown, expired, revoked or reused, or its session ended
 	//     (one answer for all): log in again.
 	//   - ABORTED: the token was rotated a moment ago by a concurrent call
@@ -116,8 +122,9 @@ type AuthServiceClient interface {
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: access_token is empty.
-	//   - UNAUTHENTICATED: ErrorInfo domain authn.gatehouse.dev, reason
-	//     TOKEN_EXPIRED (refresh) or TOKEN_INVALID (log in again).
+	//   - UNAUTHENTICATED: ErrorInfo domain gatehouse.dev (the token in the
+	//     request, not the caller's), reason TOKEN_EXPIRED (refresh) or
+	//     TOKEN_INVALID (log in again).
 	//   - UNAVAILABLE: the verification keys are not loaded yet; retry.
 	ValidateToken(ctx context.Context, in *ValidateTokenRequest, opts ...grpc.CallOption) (*ValidateTokenResponse, error)
 	// RevokeToken revokes the refresh token's family (logout). Idempotent:
@@ -233,22 +240,28 @@ func (c *authServiceClient) HealthCheck(ctx context.Context, in *emptypb.Empty, 
 // token alone accepts it until "exp" (at most JWT_ACCESS_EXPIRY, 15 minutes
 // by default).
 //
-// Errors. Each method lists the status codes it answers. Refusals of an
-// access token carry a google.rpc.ErrorInfo of domain
-// "authn.gatehouse.dev" whose reason says what to do:
+// Errors. Each method lists the status codes it answers. Every
+// UNAUTHENTICATED carries a google.rpc.ErrorInfo whose reason says what to
+// do. Refusals of the caller's own bearer token have domain
+// "authn.gatehouse.dev":
 //   - UNAUTHENTICATED, TOKEN_MISSING: no `authorization: Bearer <token>`.
 //   - UNAUTHENTICATED, TOKEN_INVALID: a malformed, badly signed, foreign or
 //     repeated token; log in again.
 //   - UNAUTHENTICATED, TOKEN_EXPIRED: refresh (RefreshToken).
 //   - UNAUTHENTICATED, SESSION_ENDED: the user was deleted or its sessions
 //     ended; log in again.
-//   - UNAUTHENTICATED, CREDENTIALS_INVALID: wrong email or password.
-//   - UNAUTHENTICATED, REFRESH_TOKEN_INVALID: the refresh token is unknown,
-//     expired, revoked or reused, or its session ended; log in again.
 //   - UNAVAILABLE, KEYS_UNAVAILABLE: the keys that verify tokens are not
 //     loaded yet; retry.
 //
-// Every UNAUTHENTICATED carries one of these reasons. UNAVAILABLE without one means storage or the User service is
+// Refusals of the credentials in the request have domain "gatehouse.dev":
+//   - UNAUTHENTICATED, CREDENTIALS_INVALID: wrong email or password.
+//   - UNAUTHENTICATED, REFRESH_TOKEN_INVALID: the refresh token is unknown,
+//     expired, revoked or reused, its session ended, or its client is no
+//     longer one of CLIENT_IDS; log in again.
+//   - UNAUTHENTICATED, TOKEN_EXPIRED or TOKEN_INVALID: the access token
+//     ValidateToken was asked about (not the caller's own).
+//
+// UNAVAILABLE without a reason means storage or the User service is
 // unavailable: retry. INVALID_ARGUMENT carries a google.rpc.BadRequest
 // naming the bad field; RESOURCE_EXHAUSTED carries a google.rpc.RetryInfo
 // saying when to retry. Any call may also end CANCELLED or
@@ -262,7 +275,7 @@ type AuthServiceServer interface {
 	// Errors:
 	//   - INVALID_ARGUMENT: email or password missing or too long, or a
 	//     client_id that is not one of the service's CLIENT_IDS.
-	//   - UNAUTHENTICATED: ErrorInfo reason CREDENTIALS_INVALID, for a wrong
+	//   - UNAUTHENTICATED: ErrorInfo gatehouse.dev/CREDENTIALS_INVALID, for a wrong
 	//     password and an unknown email alike.
 	//   - RESOURCE_EXHAUSTED: too many failed logins, or the User service is
 	//     busy checking passwords.
@@ -277,7 +290,7 @@ type AuthServiceServer interface {
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: refresh_token missing or too long.
-	//   - UNAUTHENTICATED: ErrorInfo reason REFRESH_TOKEN_INVALID: the refresh
+	//   - UNAUTHENTICATED: ErrorInfo gatehouse.dev/REFRESH_TOKEN_INVALID: the refresh
 	//     token is unknown, expired, revoked or reused, or its session ended
 	//     (one answer for all): log in again.
 	//   - ABORTED: the token was rotated a moment ago by a concurrent call
@@ -291,8 +304,9 @@ type AuthServiceServer interface {
 	//
 	// Errors:
 	//   - INVALID_ARGUMENT: access_token is empty.
-	//   - UNAUTHENTICATED: ErrorInfo domain authn.gatehouse.dev, reason
-	//     TOKEN_EXPIRED (refresh) or TOKEN_INVALID (log in again).
+	//   - UNAUTHENTICATED: ErrorInfo domain gatehouse.dev (the token in the
+	//     request, not the caller's), reason TOKEN_EXPIRED (refresh) or
+	//     TOKEN_INVALID (log in again).
 	//   - UNAVAILABLE: the verification keys are not loaded yet; retry.
 	ValidateToken(context.Context, *ValidateTokenRequest) (*ValidateTokenResponse, error)
 	// RevokeToken revokes the refresh token's family (logout). Idempotent:

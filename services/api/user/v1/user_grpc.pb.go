@@ -177,7 +177,7 @@ type UserServiceClient interface {
 	// Login). Failed checks are rate-limited per account.
 	//
 	// Errors:
-	//   - UNAUTHENTICATED with ErrorInfo reason CREDENTIALS_INVALID: unknown
+	//   - UNAUTHENTICATED with ErrorInfo gatehouse.dev/CREDENTIALS_INVALID: unknown
 	//     email, wrong or over-long password (one answer for all, in the same
 	//     time).
 	//   - UNAUTHENTICATED with ErrorInfo reason TOKEN_MISSING, TOKEN_INVALID,
@@ -462,7 +462,7 @@ type UserServiceServer interface {
 	// Login). Failed checks are rate-limited per account.
 	//
 	// Errors:
-	//   - UNAUTHENTICATED with ErrorInfo reason CREDENTIALS_INVALID: unknown
+	//   - UNAUTHENTICATED with ErrorInfo gatehouse.dev/CREDENTIALS_INVALID: unknown
 	//     email, wrong or over-long password (one answer for all, in the same
 	//     time).
 	//   - UNAUTHENTICATED with ErrorInfo reason TOKEN_MISSING, TOKEN_INVALID,

@@ -88,7 +88,8 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if a.tls, err = tlsfiles.Open(cfg.Server.TLS); err != nil {
 		return nil, err
 	}
-	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
+	verifier, err := authn.NewVerifier(a.Keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize),
+		authn.WithAcceptedIssuers(cfg.JWTAcceptedIssuers...))
 	if err != nil {
 		return nil, err
 	}

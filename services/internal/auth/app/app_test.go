@@ -62,6 +62,12 @@ func TestRefusesToStartWithoutUsableKeys(t *testing.T) {
 		{"unknown active kid", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "JWT_ACTIVE_KEY_ID=k9"}, false, `"k9" is not loaded`},
 		{"access outlives refresh", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "JWT_ACCESS_EXPIRY=1000h"}, true, "must be shorter than JWT_REFRESH_EXPIRY"},
 		{"bad expiry", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "JWT_ACCESS_EXPIRY=soon"}, true, `invalid JWT_ACCESS_EXPIRY="soon"`},
+		{"issuer not a URL", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "JWT_ISSUER=gatehouse-auth"}, true, "JWT_ISSUER: issuer \"gatehouse-auth\""},
+		{"plaintext issuer with TLS", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "TLS_CERT_FILE=/t/tls.crt", "TLS_KEY_FILE=/t/tls.key", "JWT_ISSUER=http://auth:8082"}, true, "JWT_ISSUER must be https://"},
+		{"no client", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "CLIENT_IDS=,"}, true, "CLIENT_IDS"},
+		{"client id with a space", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "CLIENT_IDS=web app"}, true, `CLIENT_IDS: "web app" is not a client id`},
+		{"the service's client id", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "CLIENT_IDS=web,service:gatehouse-auth"}, true, "the Auth service's own client id"},
+		{"empty accepted issuer", []string{"JWT_SIGNING_KEYS_DIR=" + goodDir, "JWT_ACCEPTED_ISSUERS=gatehouse-auth,,"}, true, "JWT_ACCEPTED_ISSUERS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

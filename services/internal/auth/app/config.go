@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/authn"
@@ -36,8 +38,12 @@ type Config struct {
 	// JWTIssuer is the issuer URL: the "iss" of every token, and where
 	// discovery finds /.well-known/openid-configuration. Unset, it is
 	// identity.DefaultIssuer.
-	JWTIssuer   string `env:"JWT_ISSUER"`
-	JWTAudience string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	JWTIssuer string `env:"JWT_ISSUER"`
+	// JWTAcceptedIssuers are earlier issuers whose tokens (signed by the
+	// same keys) still verify: set the old one while changing JWT_ISSUER,
+	// remove it once JWT_ACCESS_EXPIRY has passed.
+	JWTAcceptedIssuers []string `env:"JWT_ACCEPTED_ISSUERS"`
+	JWTAudience        string   `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
 	// ClientIDs are the clients that may log in; a Login naming none is
 	// the first one's. See identity.ValidClientID for the form.
 	ClientIDs []string `env:"CLIENT_IDS" envDefault:"gatehouse"`
@@ -144,13 +150,25 @@ func (c *Config) Validate() error {
 	if c.JWTAudience == "" {
 		errs = append(errs, errors.New("JWT_AUDIENCE must not be empty"))
 	}
+	if slices.Contains(c.JWTAcceptedIssuers, "") {
+		errs = append(errs, errors.New("JWT_ACCEPTED_ISSUERS must not name an empty issuer"))
+	}
 	if len(c.ClientIDs) == 0 {
 		errs = append(errs, errors.New("CLIENT_IDS must name at least one client"))
 	}
 	for _, id := range c.ClientIDs {
-		if !identity.ValidClientID(id) {
+		switch {
+		case !identity.ValidClientID(id):
 			errs = append(errs, fmt.Errorf("CLIENT_IDS: %q is not a client id: 1-64 characters of [A-Za-z0-9._:-]", id))
+		case id == identity.ServiceSubject:
+			// The Auth service's own tokens name it: a user's must not.
+			errs = append(errs, fmt.Errorf("CLIENT_IDS: %q is the Auth service's own client id", id))
 		}
+	}
+	if c.Server.TLS.Enabled() && strings.HasPrefix(c.JWTIssuer, "http://") {
+		// The discovery document would send verifiers to a plaintext JWKS
+		// on a port that speaks only TLS.
+		errs = append(errs, fmt.Errorf("JWT_ISSUER must be https:// when TLS_CERT_FILE is set, got %q", c.JWTIssuer))
 	}
 	return errors.Join(errs...)
 }

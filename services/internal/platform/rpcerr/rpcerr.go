@@ -63,6 +63,27 @@ func BadRequestOmitting(msg string, omitted int, violations ...Violation) error 
 	return st.Err()
 }
 
+// WithReason is a status of code with msg and a google.rpc.ErrorInfo of
+// domain and reason: what a client decides on, without parsing messages.
+func WithReason(code codes.Code, domain, reason, msg string) error {
+	st := status.New(code, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: domain, Reason: reason}); err == nil {
+		st = withInfo
+	}
+	return st.Err()
+}
+
+// Reason returns the domain and reason of err's google.rpc.ErrorInfo, or
+// two empty strings.
+func Reason(err error) (domain, reason string) {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetDomain(), info.GetReason()
+		}
+	}
+	return "", ""
+}
+
 // ResourceExhausted is ResourceExhausted with msg and a
 // google.rpc.RetryInfo saying when to try again, so a client backs off by
 // the server's measure instead of guessing (grpcurl prints it).

@@ -84,7 +84,8 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	if a.keys, err = openKeySet(ctx, cfg, a.tls, a.log); err != nil {
 		return nil, err
 	}
-	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize))
+	verifier, err := authn.NewVerifier(a.keys, cfg.JWTIssuer, cfg.JWTAudience, authn.WithCache(cfg.TokenCacheSize),
+		authn.WithAcceptedIssuers(cfg.JWTAcceptedIssuers...))
 	if err != nil {
 		return nil, err
 	}

@@ -82,8 +82,12 @@ type Config struct {
 	TokenCacheSize int `env:"TOKEN_CACHE_SIZE" envDefault:"10000"`
 	// JWTIssuer is the Auth service's issuer URL; unset, it is
 	// identity.DefaultIssuer.
-	JWTIssuer   string `env:"JWT_ISSUER"`
-	JWTAudience string `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
+	JWTIssuer string `env:"JWT_ISSUER"`
+	// JWTAcceptedIssuers are earlier issuers whose tokens (signed by the
+	// same keys) still verify: set the old one while changing JWT_ISSUER,
+	// remove it once JWT_ACCESS_EXPIRY has passed.
+	JWTAcceptedIssuers []string `env:"JWT_ACCEPTED_ISSUERS"`
+	JWTAudience        string   `env:"JWT_AUDIENCE" envDefault:"gatehouse"`
 
 	// UserCacheSize bounds the users kept in memory for GetUser, by id.
 	// Used on SQLite only, where this process is the database's one writer
@@ -167,6 +171,9 @@ func (c *Config) Validate() error {
 	}
 	if c.JWTAudience == "" {
 		errs = append(errs, errors.New("JWT_AUDIENCE must not be empty"))
+	}
+	if slices.Contains(c.JWTAcceptedIssuers, "") {
+		errs = append(errs, errors.New("JWT_ACCEPTED_ISSUERS must not name an empty issuer"))
 	}
 	if c.Server.TLS.Enabled() && sources == 0 && strings.HasPrefix(c.JWTIssuer, "http://") {
 		// Keys found through the issuer's discovery document: whoever
