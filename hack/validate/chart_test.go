@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/strvals"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // TestChartLint is `helm lint --strict` with the chart's defaults and with
@@ -224,3 +225,43 @@ func TestAllDigitImageTag(t *testing.T) {
 // typedTagSet matches a --set (not --set-string) of image.tag or
 // <component>.image.tag, quoted or not.
 var typedTagSet = regexp.MustCompile(`--set[ =]+"?[\w.]*image\.tag=`)
+
+// TestUpgradeReusingPreviousValues: `helm upgrade --reuse-values` renders
+// the new templates and schema with the release's old values, not the new
+// chart's defaults (TestKeyRotation's upgrade failed that way: "missing
+// property 'acceptedIssuers'"). A release from before the issuer became a
+// URL must upgrade as is: its "gatehouse-auth" issuer reads as the derived
+// URL, its tokens stay accepted, and its users log in as client gatehouse.
+func TestUpgradeReusingPreviousValues(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gatehouse")
+	if err := os.CopyFS(dir, os.DirFS(chartDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(filepath.Join("testdata", "values-before-issuer-url.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "values.yaml"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse"})
+	if err != nil {
+		t.Fatalf("the new chart refuses the previous release's values: %v", err)
+	}
+	want := map[string]map[string]string{
+		"gatehouse-auth": {"JWT_ISSUER": "https://gatehouse-auth.gatehouse.svc.cluster.local:8082", "JWT_ACCEPTED_ISSUERS": "gatehouse-auth", "CLIENT_IDS": "gatehouse"},
+		"gatehouse-user": {"JWT_ISSUER": "https://gatehouse-auth.gatehouse.svc.cluster.local:8082", "JWT_ACCEPTED_ISSUERS": "gatehouse-auth"},
+	}
+	for name, vars := range want {
+		cms := Find(r.All(), "ConfigMap", name)
+		if len(cms) != 1 {
+			t.Fatalf("ConfigMap %s: found %d", name, len(cms))
+		}
+		data := cms[0].Obj.(*corev1.ConfigMap).Data
+		for k, v := range vars {
+			if data[k] != v {
+				t.Errorf("%s %s = %q, want %q", name, k, data[k], v)
+			}
+		}
+	}
+}

@@ -23,7 +23,8 @@ SHUTDOWN_TIMEOUT: "{{ $root.Values.lifecycle.shutdownTimeoutSeconds }}s"
 LOG_LEVEL: {{ $root.Values.logLevel | quote }}
 JWT_ISSUER: {{ include "gatehouse.issuer" $root | quote }}
 JWT_AUDIENCE: {{ $root.Values.jwt.audience | quote }}
-{{- with $root.Values.jwt.acceptedIssuers }}
+{{- /* Absent from a release upgraded with --reuse-values: keep the old issuer's tokens valid. */}}
+{{- with (hasKey $root.Values.jwt "acceptedIssuers" | ternary $root.Values.jwt.acceptedIssuers (list "gatehouse-auth")) }}
 JWT_ACCEPTED_ISSUERS: {{ join "," . | quote }}
 {{- end }}
 {{- if eq (include "gatehouse.databaseMode" .) "sqlite" }}

@@ -62,9 +62,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s.%s.svc.%s" .name .root.Release.Namespace .root.Values.clusterDomain -}}
 {{- end -}}
 
-{{/* The issuer URL: jwt.issuer, else the Auth Service's in-cluster HTTP URL. */}}
+{{/*
+The issuer URL: jwt.issuer, else the Auth Service's in-cluster HTTP URL. "gatehouse-auth", the default
+before the issuer was a URL, reads as unset: `helm upgrade --reuse-values` keeps old values.
+*/}}
 {{- define "gatehouse.issuer" -}}
-{{- if .Values.jwt.issuer -}}
+{{- if and .Values.jwt.issuer (ne .Values.jwt.issuer "gatehouse-auth") -}}
 {{- .Values.jwt.issuer -}}
 {{- else -}}
 {{- printf "%s://%s:8082" (ternary "https" "http" (not (empty (include "gatehouse.tlsSource" .)))) (include "gatehouse.serviceHost" (dict "root" . "name" (include "gatehouse.componentName" (dict "root" . "component" "auth")))) -}}
