@@ -374,7 +374,7 @@ func TestCertificateRotationUnderLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := pair.Leaf.Verify(x509.VerifyOptions{Roots: pool(caA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-			t.Fatalf("the %s certificate does not chain to the release's CA (an earlier run rotated it: redeploy): %v", svc, err)
+			t.Fatalf("the %s certificate does not chain to the release's CA (an earlier run on this cluster rotated it, and make deploy keeps the Secrets: make kind-down kind-up deploy): %v", svc, err)
 		}
 		current[svc] = pair.Leaf
 	}
