@@ -2,7 +2,8 @@
 # CI machine setup, not a user-facing script: installs the Debian packages
 # the tests use when they are missing: PostgreSQL (store tests), prometheus
 # (for promtool: alert rule tests and PromQL parsing), jq and debootstrap
-# (the air-gapped kind node and PostgreSQL images). Services are
+# (the air-gapped kind node and PostgreSQL images), Node.js (the jose
+# interoperability test). Services are
 # not started by the install (policy-rc.d); .ci/postgres.sh starts
 # PostgreSQL itself.
 set -euo pipefail
@@ -12,6 +13,9 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v jq >/dev/null || need+=(jq)
 # The air-gapped kind node and PostgreSQL images start from a debootstrap'd rootfs.
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# Node.js runs npm's jose against live tokens (hack/interop/jose). Machines
+# of this kind come with Node.js 20; Debian's own package is the fallback.
+command -v node >/dev/null || need+=(nodejs npm)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 echo "ci/packages: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -90,8 +91,9 @@ func joseVerify(t *testing.T, issuer, token, audience string) (map[string]any, e
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Fatal("Node.js 20 or later is needed to check interoperability with npm's jose: install it (Debian: apt-get install nodejs npm)")
+	v, err := exec.Command("node", "-p", "process.versions.node.split('.')[0]").Output()
+	if major, _ := strconv.Atoi(strings.TrimSpace(string(v))); err != nil || major < 20 {
+		t.Fatalf("Node.js 20 or later is needed to check interoperability with npm's jose (found %q, %v): install it", strings.TrimSpace(string(v)), err)
 	}
 	npmOnce.Do(func() {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", "jose")); err == nil {
