@@ -81,7 +81,8 @@ wait_serving auth localhost:50052 "$DATA/auth.log"
 cat <<MSG
 
 Gatehouse is running. Bootstrap admin: admin@example.com / $(cat "$DATA/admin-password")
-Metrics: $SCHEME://localhost:8081/metrics  $SCHEME://localhost:8082/metrics   JWKS: $SCHEME://localhost:8082/.well-known/jwks.json
+Metrics: $SCHEME://localhost:8081/metrics  $SCHEME://localhost:8082/metrics
+Issuer:  $SCHEME://localhost:8082 (discovery: $SCHEME://localhost:8082/.well-known/openid-configuration)
 $([[ $SCHEME == https ]] && echo "(https: curl --cacert $DATA/tls/ca.crt ...)")
 
 Try it (grpcurl is in ./bin; \`export PATH=\$PWD/bin:\$PATH\`):
@@ -94,6 +95,8 @@ Try it (grpcurl is in ./bin; \`export PATH=\$PWD/bin:\$PATH\`):
   # then, with the accessToken and the user's id from above:
   grpcurl $G -H "authorization: Bearer \$TOKEN" -d '{"id":"'\$USER_ID'"}' localhost:50051 user.v1.UserService/GetUser
 Or run every step of the README walk-through at once: GRPCURL_TRANSPORT="$G" hack/walkthrough.sh
+Verify a token as another service would: node hack/interop/jose/verify.mjs $SCHEME://localhost:8082 "\$TOKEN"
+  (after npm ci --prefix hack/interop/jose), or run examples/greeter (README: "Verifying Gatehouse tokens")
 
 Ctrl-C stops both services.
 MSG
