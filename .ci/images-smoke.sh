@@ -103,6 +103,8 @@ for s in user auth; do
     v=$(docker image inspect -f "{{index .Config.Labels \"org.opencontainers.image.$key\"}}" "${image[$s]}")
     [[ -n $v ]] || die "$s: label org.opencontainers.image.$key missing"
   done
+  lic=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.licenses"}}' "${image[$s]}")
+  [[ $lic == Apache-2.0 ]] || die "$s: licenses label '$lic', want the SPDX id of LICENSE, Apache-2.0"
 done
 
 for s in user auth; do
