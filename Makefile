@@ -39,7 +39,7 @@ build: ## Build the service binaries into ./bin
 ##@ Test
 
 .PHONY: test
-test: proto-check fmt-check vet lint test-go test-examples fuzz-short abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race, short fuzzing, the short abuse replay, chart and manifest validation
+test: proto-check fmt-check vet lint test-go test-examples abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race (every fuzz target's committed corpus included), the short abuse replay, chart and manifest validation
 
 .PHONY: test-go
 test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl)
@@ -49,8 +49,8 @@ test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEH
 test-examples: ## The example service (examples/greeter, its own module) against Gatehouse's real binaries
 	cd examples/greeter && go test -race -count=1 ./...
 
-.PHONY: fuzz-short
-fuzz-short: ## Run every fuzz target for FUZZTIME each (default 30000x executions; a duration such as 60s also works)
+.PHONY: fuzz
+fuzz: ## Explore: every fuzz target on fresh random inputs for FUZZTIME each (default 30000x; 60s works too). Not in CI, which must not hinge on a random draw: run it before you push, fix a finding at its root and commit its input under testdata/fuzz
 	hack/fuzz.sh $(FUZZTIME)
 
 .PHONY: abuse-short

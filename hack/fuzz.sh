@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Go fuzz target in the module for a short budget each: the
 # untrusted-input parsers (tokens, page tokens, stored hashes, URLs, emails,
-# display names, etags) get fresh random inputs on every CI run, on top of
-# their seed corpora, which `go test` always runs.
+# display names, etags, discovery documents) get fresh random inputs, on top
+# of their seed corpora, which `go test` always runs. `make fuzz` runs it;
+# CI does not, so that a landing never hinges on a random draw: a finding
+# is fixed at its root and its input committed under testdata/fuzz, where
+# every `go test` replays it.
 #
 # Usage: hack/fuzz.sh [BUDGET]. The default is a count of executions
 # (30000x, about 10 s a target here), not a duration: with a duration, Go
