@@ -10,7 +10,7 @@
 #   4. proves `docker run`, `docker run --privileged` and `docker exec
 #      --privileged` work with a tiny local FROM-scratch probe image (no image
 #      can be pulled here).
-# See /work/shared/notes/airgapped-kind.md, steps 1-2.
+# Why: hack/kind/README.md, "Docker on a VM without CAP_SYS_RESOURCE".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS

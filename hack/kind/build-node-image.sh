@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds an air-gapped kind node image without any container registry, from
-# Debian's apt archive and the Go module proxy only (the steps verified in
-# /work/shared/notes/airgapped-kind.md, 3-4):
+# Debian's apt archive and the Go module proxy only (why each step: see
+# hack/kind/README.md, "The node image"):
 #
 #   1. base image gatehouse.local/kind-base:<hash>: debootstrap --variant=minbase
 #      + Debian's containerd/runc/CNI plugins/systemd/iptables..., kind's

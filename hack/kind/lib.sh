@@ -1,6 +1,6 @@
 # Sourced by the hack/kind/*.sh scripts: versions, cache layout, logging,
 # content-addressed caching and the wrapper-module Go builds.
-# See /work/shared/notes/airgapped-kind.md for why things are done this way.
+# hack/kind/README.md ("Why the air-gapped path is built this way") says why.
 # shellcheck shell=bash disable=SC2034 # variables are used by the sourcing scripts
 
 # --- pinned versions -----------------------------------------------------------

@@ -147,8 +147,8 @@ func durationEnv(t *testing.T, objs []Object, c *corev1.Container, name string, 
 	return d
 }
 
-// checkServicePosture asserts what DESIGN.md asks of every User and Auth
-// pod, whichever way it is deployed.
+// checkServicePosture asserts what the README's security model promises
+// of every User and Auth pod, whichever way it is deployed.
 func checkServicePosture(t *testing.T, objs []Object, minReplicas int32) {
 	t.Helper()
 	for svc, d := range serviceDeployments(t, objs) {

@@ -85,7 +85,7 @@ func (s *StaticKeySet) Keys() []Key { return sortedKeys(s.keys) }
 // Generation implements KeySet; a static set never changes.
 func (s *StaticKeySet) Generation() uint64 { return 1 }
 
-// SecretKeySet is the HS256 "simple mode" kept from the original design
+// SecretKeySet is the HS256 "simple mode" kept from the first release
 // (JWT_SECRET). Its limits, which is why asymmetric keys are the default:
 //   - every verifier holds the secret and can therefore mint tokens;
 //   - the secret cannot be published, so there is no JWKS;

@@ -122,7 +122,7 @@ sqlite
 {{- default (printf "%s-data" (include "gatehouse.componentName" .)) $svc.persistence.existingClaim -}}
 {{- end -}}
 
-{{/* terminationGracePeriodSeconds: longer than DRAIN_DELAY + SHUTDOWN_TIMEOUT + flushing (DESIGN.md §4). */}}
+{{/* terminationGracePeriodSeconds: longer than DRAIN_DELAY + SHUTDOWN_TIMEOUT + flushing (the lifecycle in the README's Architecture section). */}}
 {{- define "gatehouse.terminationGracePeriodSeconds" -}}
 {{- $l := .Values.lifecycle -}}
 {{- add $l.drainDelaySeconds $l.shutdownTimeoutSeconds $l.flushMarginSeconds -}}

@@ -2,8 +2,8 @@ package auth
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics are the domain counters of DESIGN.md §5; the chart's alerts and
-// dashboards query them by these names.
+// metrics are the domain counters the README's Architecture section
+// lists; the chart's alerts and dashboards query them by these names.
 type metrics struct {
 	logins    *prometheus.CounterVec
 	refreshes *prometheus.CounterVec

@@ -53,7 +53,7 @@ func NewKeyIssuer(keys SigningKeys, keysDir, pinnedKID, issuer string) (*Issuer,
 	return i, nil
 }
 
-// NewSecretIssuer signs with an HS256 secret (the original design's
+// NewSecretIssuer signs with an HS256 secret (the first release's
 // JWT_SECRET): every verifier then holds the signing secret, and it cannot
 // rotate without downtime.
 func NewSecretIssuer(secret []byte, issuer string) (*Issuer, error) {

@@ -119,7 +119,7 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 func (s Secret) Reveal() string { return string(s) }
 
 // Minutes is a duration that also accepts a plain integer meaning minutes,
-// the format of the original design's JWT_ACCESS_EXPIRY ("15"), besides Go
+// the format of the first release's JWT_ACCESS_EXPIRY ("15"), besides Go
 // durations ("15m", "1h30m").
 type Minutes time.Duration
 

@@ -2,7 +2,7 @@
 // Gatehouse service: standard health (readiness from dependency checks,
 // liveness separate), reflection, panic recovery, metrics, tracing, call
 // logging, explicit transport limits, an HTTP side port for /metrics, and
-// the graceful lifecycle of DESIGN.md §4. It knows nothing of any domain.
+// the graceful lifecycle the README's Architecture section describes. It knows nothing of any domain.
 package server
 
 import (

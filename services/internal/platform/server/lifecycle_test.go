@@ -16,7 +16,7 @@ func sleepCtx(d time.Duration) context.Context {
 	return metadata.AppendToOutgoingContext(context.Background(), "sleep", d.String())
 }
 
-// TestGracefulShutdown follows DESIGN.md §4: in-flight calls complete,
+// TestGracefulShutdown follows the lifecycle the README describes: in-flight calls complete,
 // health turns NOT_SERVING at once, new calls are refused after the drain,
 // and Serve returns nil well within DrainDelay + ShutdownTimeout.
 func TestGracefulShutdown(t *testing.T) {

@@ -259,7 +259,7 @@ func TestMetricsExposed(t *testing.T) {
 	// Health probes are not application traffic for the legacy counter
 	// either way, but the standard family counts every method.
 	want := `
-# HELP grpc_requests_total gRPC requests handled, by service, method and status code (kept from the original design; prefer grpc_server_handled_total).
+# HELP grpc_requests_total gRPC requests handled, by service, method and status code (kept from the first release; prefer grpc_server_handled_total).
 # TYPE grpc_requests_total counter
 grpc_requests_total{code="Internal",method="Panic",service="test.v1.Testing"} 1
 grpc_requests_total{code="OK",method="Sleep",service="test.v1.Testing"} 1

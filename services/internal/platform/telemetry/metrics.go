@@ -25,7 +25,7 @@ type Metrics struct {
 
 // NewMetrics registers the standard families: go-grpc-middleware's
 // grpc_server_started_total / handled_total / msg_*_total /
-// handling_seconds, the original design's grpc_requests_total, and the Go
+// handling_seconds, the first release's grpc_requests_total, and the Go
 // and process collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
@@ -35,7 +35,7 @@ func NewMetrics() *Metrics {
 		)),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grpc_requests_total",
-			Help: "gRPC requests handled, by service, method and status code (kept from the original design; prefer grpc_server_handled_total).",
+			Help: "gRPC requests handled, by service, method and status code (kept from the first release; prefer grpc_server_handled_total).",
 		}, []string{"service", "method", "code"}),
 	}
 	m.Registry.MustRegister(
