@@ -41,6 +41,10 @@ build: ## Build the service binaries into ./bin
 .PHONY: test
 test: proto-check fmt-check vet lint test-go test-examples abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race (every fuzz target's committed corpus included), the short abuse replay, chart and manifest validation
 
+.PHONY: check
+check: fmt-check vet lint ## The inner loop, about 30 s warm: format, vet, lint and go test -short without -race (make test before pushing)
+	go test -short -count=1 $(GO_TEST_FLAGS) ./...
+
 .PHONY: test-go
 test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl)
 	GRPCURL=$(abspath $(BIN)/grpcurl) go test -race -count=1 $(GO_TEST_FLAGS) ./...
@@ -179,6 +183,9 @@ $(BIN)/%: $(TOOLS_MOD)
 	@mkdir -p $(BIN)
 	cd hack/tools && GOBIN=$(BIN) go install $$(go list -modfile=go.mod -f '{{.ImportPath}}' tool | grep '/$*$$')
 	@touch $@
+
+# The same by relative name, so `make bin/helm` works as typed.
+bin/%: $(BIN)/% ;
 
 .PHONY: clean
 clean: ## Remove built binaries and local data
