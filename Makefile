@@ -134,7 +134,8 @@ deploy: kind-load ## Install Prometheus Operator + Prometheus and the chart (Jae
 	hack/kind/deploy.sh
 
 .PHONY: e2e
-e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests and guarantees (build tag e2e) against the current kube context (E2E_RUN selects tests)
+e2e: $(BIN)/grpcurl $(BIN)/helm ## End-to-end tests and guarantees (build tag e2e) on the kind cluster, which they disrupt; another context only if E2E_CONTEXT names it (E2E_RUN selects tests)
+	PATH=$(KIND_CACHE)/bin:$$PATH hack/kind/e2e-guard.sh
 	PATH=$(KIND_CACHE)/bin:$$PATH E2E_IMAGES_ENV=$(KIND_CACHE)/images-gatehouse.env go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) $(if $(E2E_RUN),-run '$(E2E_RUN)') -v ./services/e2e/ || \
 		{ hack/kind/diagnose.sh e2e; exit 1; }
 

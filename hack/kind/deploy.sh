@@ -5,14 +5,14 @@
 #      Deployment from the prometheus-operator Go module's example/ manifests)
 #      and one Prometheus (hack/kind/monitoring/prometheus.yaml) that selects
 #      every ServiceMonitor and PrometheusRule;
-#   2. namespace $NAMESPACE (gatehouse), enforcing Pod Security "restricted":
+#   2. namespace $NAMESPACE (gatehouse-e2e), enforcing Pod Security "restricted":
 #      the chart with hack/kind/values-e2e.yaml (Jaeger on, bundled PostgreSQL,
 #      2 replicas of each service, ServiceMonitor, PrometheusRule, dashboards).
 # Idempotent: server-side apply and `helm upgrade --install`.
 #
 #   hack/kind/deploy.sh           (make deploy)
 #
-# Environment: CLUSTER_NAME (gatehouse), NAMESPACE (gatehouse), RELEASE
+# Environment: CLUSTER_NAME (gatehouse), NAMESPACE (E2E_NAMESPACE, gatehouse-e2e), RELEASE
 # (gatehouse), MONITORING_NAMESPACE (monitoring), WAIT_TIMEOUT (seconds, 300),
 # HELM_EXTRA_ARGS (appended to helm upgrade, e.g. "--set auth.keys.ids={k1,k2}").
 # On failure: hack/kind/diagnose.sh saves pod descriptions, events, logs and
@@ -22,7 +22,7 @@ _prog=kind-deploy
 source "$(dirname "$0")/lib.sh"
 source "$KIND_DIR/tools.sh"
 need docker jq
-NAMESPACE=${NAMESPACE:-${E2E_NAMESPACE:-gatehouse}}
+NAMESPACE=${NAMESPACE:-$E2E_NAMESPACE}
 RELEASE=${RELEASE:-${E2E_RELEASE:-gatehouse}}
 MON_NS=${MONITORING_NAMESPACE:-monitoring}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}

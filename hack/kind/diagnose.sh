@@ -18,7 +18,7 @@ mkdir -p "$dir"
 "$KUBECTL" describe pods -A >"$dir/describe-pods.txt" 2>&1
 "$KUBECTL" get events -A --sort-by=.lastTimestamp >"$dir/events.txt" 2>&1
 "$KUBECTL" get pvc,pv -A -o wide >"$dir/volumes.txt" 2>&1
-for ns in "${NAMESPACE:-${E2E_NAMESPACE:-gatehouse}}" "${MONITORING_NAMESPACE:-monitoring}" gatehouse-smoke; do
+for ns in "${NAMESPACE:-$E2E_NAMESPACE}" "${MONITORING_NAMESPACE:-monitoring}" gatehouse-smoke; do
   "$KUBECTL" get namespace "$ns" >/dev/null 2>&1 || continue
   "$KUBECTL" -n "$ns" logs --all-containers --prefix --tail=300 -l app.kubernetes.io/name >"$dir/logs-$ns.txt" 2>&1
 done

@@ -13,6 +13,9 @@ PAUSE_TAG=${PAUSE_TAG:-3.10.1}
 DEBIAN_SUITE=${DEBIAN_SUITE:-bookworm}  # kind v0.31's base; trixie's systemd refuses cgroup v1
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-}        # empty: the mirror of this machine's apt sources
 CLUSTER_NAME=${CLUSTER_NAME:-gatehouse}
+# The e2e's own namespace: not `gatehouse`, where the chart README installs, so
+# `make e2e` never disrupts a release someone made by hand.
+E2E_NAMESPACE=${E2E_NAMESPACE:-gatehouse-e2e}
 # Add-ons of the e2e cluster (hack/kind/deploy.sh); air-gapped, built from source.
 JAEGER_VERSION=${JAEGER_VERSION:-v1.62.0}           # = the chart's jaeger.image.tag
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}

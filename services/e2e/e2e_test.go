@@ -2,10 +2,11 @@
 
 // Package e2e drives a running Gatehouse deployment the way a user does:
 // kubectl port-forward to the Services and the real grpcurl, helm test,
-// and kubectl for pod state. It runs against the current kube context
-// (`make e2e`; hack/kind/up.sh and the chart install come first).
+// and kubectl for pod state. It runs against the current kube context,
+// which `make e2e` first checks is the kind cluster (hack/kind/e2e-guard.sh);
+// hack/kind/up.sh and deploy.sh come first.
 //
-// Environment: E2E_NAMESPACE (gatehouse), E2E_RELEASE (gatehouse),
+// Environment: E2E_NAMESPACE (gatehouse-e2e), E2E_RELEASE (gatehouse),
 // E2E_MONITORING_NAMESPACE (monitoring), KUBECTL, HELM, GRPCURL (default:
 // on PATH, then ./bin).
 package e2e
@@ -27,7 +28,7 @@ import (
 )
 
 var (
-	namespace  = envOr("E2E_NAMESPACE", "gatehouse")
+	namespace  = envOr("E2E_NAMESPACE", "gatehouse-e2e")
 	monitoring = envOr("E2E_MONITORING_NAMESPACE", "monitoring")
 	release    = envOr("E2E_RELEASE", "gatehouse")
 	kubectl    = tool("KUBECTL", "kubectl")
