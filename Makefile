@@ -16,16 +16,19 @@ GO_TAGS := grpcnotrace
 GO_TEST_FLAGS ?=
 FUZZTIME ?= 30000x
 
-TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/golangci-lint $(BIN)/grpcurl $(BIN)/helm
+TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/golangci-lint $(BIN)/grpcurl $(BIN)/gojq $(BIN)/helm
 
 ##@ Run
 
 .PHONY: run
-run: build $(BIN)/grpcurl ## Build and start both services locally (SQLite under .data/, generated key); prints grpcurl examples. TLS=1: TLS with a development CA
-	hack/run.sh
+run: build $(BIN)/grpcurl $(BIN)/gojq ## Build and start both services on 127.0.0.1 (SQLite under .data/, generated key); prints grpcurl examples. USER_GRPC_ADDR, AUTH_GRPC_ADDR, USER_HTTP_ADDR, AUTH_HTTP_ADDR move them; TLS=1: TLS with a development CA
+	@# In a terminal, run.sh gets the terminal to itself (bash -m: its own process
+	@# group in the foreground), so Ctrl-C reaches the services and the script,
+	@# which drain and exit 0, and not make, which would report an interrupt.
+	@if [ -t 0 ]; then exec bash -m -c hack/run.sh; else exec hack/run.sh; fi
 
 .PHONY: walkthrough
-walkthrough: $(BIN)/grpcurl ## Run the README's grpcurl walk-through against `make run`
+walkthrough: $(BIN)/grpcurl ## Run the README's grpcurl walk-through against `make run`, every answer checked (USER_ADDR, AUTH_ADDR: where it runs)
 	hack/walkthrough.sh
 
 .PHONY: keys
@@ -42,12 +45,12 @@ build: ## Build the service binaries into ./bin
 test: proto-check fmt-check vet lint test-go test-examples abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race (every fuzz target's committed corpus included), the short abuse replay, chart and manifest validation
 
 .PHONY: check
-check: fmt-check vet lint ## The inner loop, about 30 s warm: format, vet, lint and go test -short without -race (make test before pushing)
-	go test -short -count=1 $(GO_TEST_FLAGS) ./...
+check: fmt-check vet lint $(BIN)/grpcurl $(BIN)/gojq ## The inner loop, about 30 s warm: format, vet, lint and go test -short without -race (make test before pushing)
+	GRPCURL=$(abspath $(BIN)/grpcurl) GOJQ=$(abspath $(BIN)/gojq) go test -short -count=1 $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-go
-test-go: $(BIN)/grpcurl ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl)
-	GRPCURL=$(abspath $(BIN)/grpcurl) go test -race -count=1 $(GO_TEST_FLAGS) ./...
+test-go: $(BIN)/grpcurl $(BIN)/gojq ## go test -race ./... (PostgreSQL halves run when GATEHOUSE_TEST_POSTGRES_URL is set; grpcurl tests use ./bin/grpcurl; hack/readme pastes the README's walk-through into bash against hack/run.sh)
+	GRPCURL=$(abspath $(BIN)/grpcurl) GOJQ=$(abspath $(BIN)/gojq) go test -race -count=1 $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-examples
 test-examples: ## The example service (examples/greeter, its own module) against Gatehouse's real binaries
@@ -185,8 +188,10 @@ $(BIN)/%: $(TOOLS_MOD)
 	cd hack/tools && GOBIN=$(BIN) go install $$(go list -modfile=go.mod -f '{{.ImportPath}}' tool | grep '/$*$$')
 	@touch $@
 
-# The same by relative name, so `make bin/helm` works as typed.
+# The same by relative name, so `make bin/helm` works as typed. Precious:
+# make would otherwise delete a tool reached only through this chain.
 bin/%: $(BIN)/% ;
+.PRECIOUS: $(BIN)/%
 
 .PHONY: clean
 clean: ## Remove built binaries and local data

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The README walk-through as a script: every step is a real grpcurl call,
 # and each result is checked. Usage: hack/walkthrough.sh [USER_ADDR] [AUTH_ADDR]
-# (defaults: the addresses `make run` uses). GRPCURL_TRANSPORT holds
+# (defaults: $USER_ADDR and $AUTH_ADDR, else the addresses `make run` uses).
+# GRPCURL_TRANSPORT holds
 # grpcurl's transport flags: -plaintext by default; for TLS, e.g.
 # "-cacert .data/tls/ca.crt" (what `make run TLS=1` prints).
 set -euo pipefail
-USER_ADDR=${1:-localhost:50051}
-AUTH_ADDR=${2:-localhost:50052}
+USER_ADDR=${1:-${USER_ADDR:-localhost:50051}}
+AUTH_ADDR=${2:-${AUTH_ADDR:-localhost:50052}}
 read -r -a TRANSPORT <<<"${GRPCURL_TRANSPORT:--plaintext}"
 GRPCURL=${GRPCURL:-$(dirname "$0")/../bin/grpcurl}
 EMAIL=${EMAIL:-ada-$RANDOM$RANDOM@example.com}
