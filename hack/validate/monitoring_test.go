@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -256,6 +257,57 @@ func TestPromtoolRejectsBadPromQL(t *testing.T) {
 		_ = os.WriteFile(f, b, 0o644)
 		if _, err := RunPromtool(tool, filepath.Dir(f), "check", "rules", f); err == nil {
 			t.Errorf("promtool accepted %q", bad)
+		}
+	}
+}
+
+// TestRunbookBaseURL: every alert's runbook_url starts with
+// metrics.prometheusRule.runbookBaseUrl, followed by the alert's anchor
+// (which the chart README's "Alerts and runbooks" section must carry);
+// a base with a fragment or no scheme is refused by the schema.
+func TestRunbookBaseURL(t *testing.T) {
+	dir := chartDir(t)
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		base, want string
+	}{
+		{"", "https://github.com/gatehouse-dev/gatehouse/blob/main/charts/gatehouse/README.md#"},
+		{"https://wiki.example.com/runbooks/gatehouse", "https://wiki.example.com/runbooks/gatehouse#"},
+	} {
+		values := map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}}
+		if tt.base != "" {
+			values["metrics"].(map[string]any)["prometheusRule"].(map[string]any)["runbookBaseUrl"] = tt.base
+		}
+		r, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: values, Monitoring: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var urls []string
+		for _, o := range r.All() {
+			if o.GVK.Kind != "PrometheusRule" {
+				continue
+			}
+			for _, m := range regexp.MustCompile(`(?m)^\s*- alert: (\S+)[\s\S]*?runbook_url: (\S+)`).FindAllStringSubmatch(string(o.Raw), -1) {
+				if want := tt.want + strings.ToLower(m[1]); m[2] != want {
+					t.Errorf("base %q: %s runbook_url = %s, want %s", tt.base, m[1], m[2], want)
+				}
+				if !strings.Contains(string(readme), "### "+m[1]+"\n") {
+					t.Errorf("charts/gatehouse/README.md has no runbook section '### %s'", m[1])
+				}
+				urls = append(urls, m[2])
+			}
+		}
+		if len(urls) < 9 {
+			t.Errorf("base %q: %d runbook URLs rendered, want one per alert (9)", tt.base, len(urls))
+		}
+	}
+	for _, bad := range []string{"wiki.example.com/runbooks", "https://wiki.example.com/runbooks#section", "https://a b"} {
+		values := map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"runbookBaseUrl": bad}}}
+		if _, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: values}); err == nil {
+			t.Errorf("runbookBaseUrl %q accepted", bad)
 		}
 	}
 }

@@ -64,6 +64,9 @@ type JWKSKeySet struct {
 	loaded   chan struct{}            // closed by the first successful fetch
 
 	fetchMu sync.Mutex // one fetch at a time, so an older response never overwrites a newer one
+	// fetchOK is whether the last fetch succeeded: the keys in force stay
+	// after a failure, but a key rotated in meanwhile is unknown here.
+	fetchOK atomic.Bool
 
 	mu       sync.Mutex
 	inflight chan struct{} // non-nil while an unknown-kid refetch runs; closed when done
@@ -220,6 +223,7 @@ func (s *JWKSKeySet) Refresh(ctx context.Context) error {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
 	keys, err := s.fetch(ctx)
+	s.fetchOK.Store(err == nil)
 	if err != nil {
 		return err
 	}
@@ -412,6 +416,13 @@ func (s *JWKSKeySet) Wait(ctx context.Context) error {
 
 // Ready implements KeySet: true once a fetch has succeeded.
 func (s *JWKSKeySet) Ready() bool { return s.state.Load() != nil }
+
+// LastFetchOK reports whether the most recent fetch of the JWKS (periodic,
+// or for an unknown kid) succeeded; false before the first. While it is
+// false the keys of the last success stay in force, so tokens keep
+// verifying, but one signed by a key published since is refused: export
+// it to alert on (the User service's gatehouse_jwks_fetch_ok).
+func (s *JWKSKeySet) LastFetchOK() bool { return s.fetchOK.Load() }
 
 // Keys implements KeySet; nil before the first successful fetch.
 func (s *JWKSKeySet) Keys() []Key {

@@ -267,7 +267,15 @@ func TestJWKSBadResponsesKeepPreviousKeys(t *testing.T) {
 			if _, err := ks.Lookup(context.Background(), "a"); err != nil || !ks.Ready() || ks.Generation() != gen {
 				t.Errorf("after a bad response: Lookup err=%v Ready=%v Generation=%d", err, ks.Ready(), ks.Generation())
 			}
+			// Still ready, with the old keys: only LastFetchOK tells the
+			// operator that a newly published key would not be seen.
+			if ks.LastFetchOK() {
+				t.Error("LastFetchOK after a failed fetch")
+			}
 		})
+	}
+	if err := ks.Refresh(context.Background()); err != nil || !ks.LastFetchOK() {
+		t.Errorf("after a good response again: Refresh err=%v LastFetchOK=%v", err, ks.LastFetchOK())
 	}
 }
 

@@ -408,8 +408,10 @@ func TestPodDeletionUnderLoad(t *testing.T) {
 // before anything can be observed) and started again. Promise: the
 // services report NOT_SERVING (readiness) and answer Unavailable while it
 // is gone, recover by themselves without a restart, and every user created
-// before is still there with the same fields.
+// before is still there with the same fields. Alert: GatehouseNotReady
+// becomes active for the User pods, with no call needed to reach them.
 func TestPostgresRestartUnderLoad(t *testing.T) {
+	prom := forwardFor(t, monitoring, prometheusService, 9090)
 	type saved struct{ id, token, email, name, created string }
 	var users []saved
 	for i := range 5 {
@@ -443,6 +445,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		}
 		return fmt.Errorf("every User pod still ready")
 	})
+	alertActive(t, prom, "GatehouseNotReady", map[string]string{"namespace": namespace, "job": "gatehouse-user"})
 	eventually(t, 2*time.Minute, "CreateUser answers Unavailable while the database is gone", func() error {
 		_, code := call(t, userAddr, "user.v1.UserService/CreateUser", "", map[string]string{"email": unique("outage"), "password": "never stored anywhere", "display_name": "x"})
 		if code != "Unavailable" {
@@ -493,7 +496,17 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 // TestAuthDownUserKeepsServing: the Auth service scaled to zero. Promise:
 // the User service keeps accepting the tokens it already verified (its
 // key set and token cache need no Auth), and Login fails with Unavailable.
+// Alerts: GatehouseTargetsAbsent for the Auth job (its up series vanish, so
+// GatehouseTargetDown cannot fire) and GatehouseJWKSFetchFailing for the
+// User pods, which can no longer fetch the issuer's JWKS.
 func TestAuthDownUserKeepsServing(t *testing.T) {
+	prom := forwardFor(t, monitoring, prometheusService, 9090)
+	// absent() sees every namespace: another release's Auth targets (make
+	// kind-smoke's) would keep it quiet.
+	others, err := scalar(prom, fmt.Sprintf(`count(up{job="gatehouse-auth", namespace!=%q})`, namespace))
+	if err != nil {
+		t.Fatal(err)
+	}
 	email, pw := unique("authdown"), "auth is down"
 	id := signup(t, email, pw)
 	access, _ := login(t, email, pw)
@@ -514,6 +527,12 @@ func TestAuthDownUserKeepsServing(t *testing.T) {
 		}
 		return nil
 	})
+	alertActive(t, prom, "GatehouseJWKSFetchFailing", map[string]string{"namespace": namespace, "job": "gatehouse-user"})
+	if others == 0 {
+		alertActive(t, prom, "GatehouseTargetsAbsent", map[string]string{"job": "gatehouse-auth"})
+	} else {
+		t.Logf("GatehouseTargetsAbsent not checked: %v Auth targets of other releases are up", others)
+	}
 	for range 5 {
 		got, code := call(t, userAddr, "user.v1.UserService/GetUser", access, map[string]string{"id": id})
 		if must(t, got, code, "OK"); str(got, "user", "email") != email {

@@ -111,6 +111,36 @@ func scalar(prom, q string) (float64, error) {
 	return v[0].float(), nil
 }
 
+// alertActive waits until one of the chart's alerts is pending or firing
+// with the given labels: its expression holds for the condition the test
+// created. Waiting out each rule's `for` (2 to 10 minutes) is left to the
+// promtool unit tests (make chart-test), which also check the annotations.
+func alertActive(t *testing.T, prom, name string, labels map[string]string) {
+	t.Helper()
+	sel := fmt.Sprintf(`ALERTS{alertname=%q, alertstate=~"pending|firing"`, name)
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		sel += fmt.Sprintf(`, %s=%q`, k, labels[k])
+	}
+	sel += "}"
+	start := time.Now()
+	eventually(t, 3*time.Minute, name+" pending or firing", func() error {
+		v, err := query(prom, sel)
+		if err != nil {
+			return err
+		}
+		if len(v) == 0 {
+			return fmt.Errorf("no %s", sel)
+		}
+		t.Logf("alert %s %s %s after the condition began: %v", name, v[0].Metric["alertstate"], time.Since(start).Round(time.Second), v[0].Metric)
+		return nil
+	})
+}
+
 // TestPrometheusScrapesBothServices: the chart's ServiceMonitor makes the
 // Prometheus Operator's Prometheus scrape every pod of both services, and
 // the calls made here show up in grpc_server_handled_total on both sides

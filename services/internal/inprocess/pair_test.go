@@ -24,6 +24,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 
 type pair struct {
 	t        *testing.T
+	userApp  *userapp.App
 	keysDir  string
 	authDB   string // the Auth service's SQLite file
 	issuer   string // the Auth service's issuer URL, its HTTP port
@@ -183,6 +185,7 @@ func startPairWith(t *testing.T, tlsOn *pairTLS, extraEnv ...string) *pair {
 		t.Fatal(err)
 	}
 
+	p.userApp = userApp
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -437,6 +440,42 @@ func TestAuthServiceInterceptorInstalled(t *testing.T) {
 			"/grpc.health.v1.Health/", "/grpc.reflection.v1.ServerReflection/", "/grpc.reflection.v1alpha.ServerReflection/",
 		},
 	})
+}
+
+// TestReadinessAndKeysExported: the gauges the alerts GatehouseNotReady,
+// GatehouseKeysUnavailable and GatehouseJWKSFetchFailing read are on both
+// services' /metrics, with the values of a healthy pair.
+func TestReadinessAndKeysExported(t *testing.T) {
+	p := startPair(t)
+	gauge := func(reg *prometheus.Registry, name, check string) (float64, bool) {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				if f.GetName() == name && (check == "" || slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetValue() == check })) {
+					return m.GetGauge().GetValue(), true
+				}
+			}
+		}
+		return 0, false
+	}
+	for _, tt := range []struct {
+		svc, name, check string
+		reg              *prometheus.Registry
+	}{
+		{"user", "gatehouse_ready", "", p.userApp.Metrics.Registry},
+		{"user", "gatehouse_readiness_check_ok", "database", p.userApp.Metrics.Registry},
+		{"user", "gatehouse_readiness_check_ok", "keys", p.userApp.Metrics.Registry},
+		{"user", "gatehouse_jwks_fetch_ok", "", p.userApp.Metrics.Registry},
+		{"auth", "gatehouse_ready", "", p.authApp.Metrics.Registry},
+		{"auth", "gatehouse_readiness_check_ok", "keys", p.authApp.Metrics.Registry},
+	} {
+		if v, ok := gauge(tt.reg, tt.name, tt.check); !ok || v != 1 {
+			t.Errorf("%s: %s{check=%q} = %v (present: %v), want 1", tt.svc, tt.name, tt.check, v, ok)
+		}
+	}
 }
 
 func TestLoginFailures(t *testing.T) {

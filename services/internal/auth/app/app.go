@@ -182,7 +182,8 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		TLS:         a.tls,
 		Checks: []server.Check{
 			{Name: "database", Fn: a.db.Ping},
-			{Name: "signing key", Fn: func(context.Context) error {
+			// "keys" on both services: one label value for the alert.
+			{Name: "keys", Fn: func(context.Context) error {
 				if a.Issuer.ActiveKeyID() == "" && cfg.JWTSecret == "" {
 					return errors.New("active signing key not loaded")
 				}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
@@ -93,6 +94,10 @@ type Server struct {
 	watches   *watchRegistry
 	forceStop chan struct{}
 	forceOnce sync.Once
+	// readyGauge and checkGauge export readiness as metrics, so alerts fire
+	// on a pod that is not ready even when no call reaches it.
+	readyGauge prometheus.Gauge
+	checkGauge *prometheus.GaugeVec
 }
 
 // New assembles the server. Register services on s.GRPC, then call Run.
@@ -114,6 +119,7 @@ func New(cfg Config, o Options) *Server {
 		watches:   newWatchRegistry(),
 		forceStop: make(chan struct{}),
 	}
+	s.readyGauge, s.checkGauge = readinessGauges(o.Metrics, o.Checks)
 
 	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		s.log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -484,6 +490,9 @@ func (s *Server) checkAll(ctx context.Context) error {
 		cancel()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", c.Name, err))
+			s.checkGauge.WithLabelValues(c.Name).Set(0)
+		} else {
+			s.checkGauge.WithLabelValues(c.Name).Set(1)
 		}
 	}
 	return errors.Join(errs...)
@@ -497,6 +506,11 @@ func (s *Server) setReady(ready bool) {
 	prev, _ := s.health.Check(context.Background(), &healthpb.HealthCheckRequest{})
 	if prev == nil || prev.GetStatus() != st {
 		s.log.Info("readiness changed", "status", st.String())
+	}
+	if ready {
+		s.readyGauge.Set(1)
+	} else {
+		s.readyGauge.Set(0)
 	}
 	s.health.SetServingStatus("", st)
 	for _, name := range s.registeredServices() {
@@ -513,4 +527,38 @@ func (s *Server) Status(service string) healthpb.HealthCheckResponse_ServingStat
 		return healthpb.HealthCheckResponse_SERVICE_UNKNOWN
 	}
 	return resp.GetStatus()
+}
+
+// readinessGauges registers gatehouse_ready and
+// gatehouse_readiness_check_ok{check} (0 until the first check runs). A
+// registry that already holds them (a second Server on one registry, as
+// tests build) lends its own.
+func readinessGauges(m *telemetry.Metrics, checks []Check) (prometheus.Gauge, *prometheus.GaugeVec) {
+	ready := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "gatehouse_ready",
+		Help: "1 while the server reports SERVING on grpc.health.v1 (every readiness check passes), 0 while NOT_SERVING, draining included.",
+	})
+	check := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "gatehouse_readiness_check_ok",
+		Help: "1 if the readiness check passed at its last run (every READINESS_INTERVAL), 0 if it failed; check names the dependency (database, keys).",
+	}, []string{"check"})
+	ready = registerOrReuse(m, ready)
+	check = registerOrReuse(m, check)
+	for _, c := range checks {
+		check.WithLabelValues(c.Name)
+	}
+	return ready, check
+}
+
+func registerOrReuse[C prometheus.Collector](m *telemetry.Metrics, c C) C {
+	if err := m.Registry.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
 }

@@ -157,14 +157,24 @@ func TestHealthReflectsChecks(t *testing.T) {
 		return nil
 	}}
 	h := start(t, testConfig(), check)
+	// The metrics say what health says, for alerts on pods no call reaches.
+	gauges := func() (ready, store float64) {
+		return testutil.ToFloat64(h.srv.readyGauge), testutil.ToFloat64(h.srv.checkGauge.WithLabelValues("store"))
+	}
 	for _, svc := range []string{"", "test.v1.Testing", LivenessService} {
 		if got := h.health(t, svc); got != healthpb.HealthCheckResponse_SERVING {
 			t.Errorf("health(%q) = %v, want SERVING", svc, got)
 		}
 	}
+	if r, c := gauges(); r != 1 || c != 1 {
+		t.Errorf("while SERVING: gatehouse_ready=%v, gatehouse_readiness_check_ok{check=store}=%v; want 1, 1", r, c)
+	}
 	<-failing
 	failing <- true
 	waitFor(t, func() bool { return h.health(t, "") == healthpb.HealthCheckResponse_NOT_SERVING })
+	if r, c := gauges(); r != 0 || c != 0 {
+		t.Errorf("while the store is down: gatehouse_ready=%v, gatehouse_readiness_check_ok{check=store}=%v; want 0, 0", r, c)
+	}
 	if got := h.health(t, "test.v1.Testing"); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("service health = %v while dependency down, want NOT_SERVING", got)
 	}

@@ -161,6 +161,20 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 
 	a.Metrics = telemetry.NewMetrics()
 	a.Metrics.MustRegister(hashingMetrics(map[string]*password.Hasher{"main": hasher, "signup": signupHasher})...)
+	if ks, ok := a.keys.(interface{ LastFetchOK() bool }); ok {
+		// JWKS mode: the keys come over the network and can go stale
+		// while the service stays ready; the alert GatehouseJWKSFetchFailing
+		// reads this.
+		a.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_jwks_fetch_ok",
+			Help: "1 if the last fetch of the issuer's JWKS succeeded, 0 if it failed (the keys of the last success stay in force; a key published since is unknown).",
+		}, func() float64 {
+			if ks.LastFetchOK() {
+				return 1
+			}
+			return 0
+		}))
+	}
 	a.Server = server.New(cfg.Server, server.Options{
 		// Reflection serves the contracts with their comments.
 		Descriptors: apidesc.Files(),
