@@ -265,3 +265,53 @@ func TestUpgradeReusingPreviousValues(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRegistry: image.registry moves both Gatehouse images (and the
+// helm test pod's, which is the User image) to another registry, keeping
+// their names; digests and per-service tags still apply; PostgreSQL's image
+// is left alone; a malformed registry is refused by the schema.
+func TestImageRegistry(t *testing.T) {
+	dir := chartDir(t)
+	for _, tt := range []struct {
+		name   string
+		values string
+		want   []string
+	}{
+		{"default", "", []string{"ghcr.io/gatehouse-dev/gatehouse-user:0.1.0", "ghcr.io/gatehouse-dev/gatehouse-auth:0.1.0"}},
+		{"registry and tag", "image.registry=localhost:5001/gatehouse,image.tag=v0.2.0",
+			[]string{"localhost:5001/gatehouse/gatehouse-user:v0.2.0", "localhost:5001/gatehouse/gatehouse-auth:v0.2.0"}},
+		{"trailing slash, per-service digest", "image.registry=registry.example.com/,auth.image.digest=sha256:" + strings.Repeat("a", 64),
+			[]string{"registry.example.com/gatehouse-user:0.1.0", "registry.example.com/gatehouse-auth@sha256:" + strings.Repeat("a", 64)}},
+		{"bundled PostgreSQL keeps its image", "image.registry=localhost:5001,postgresql.enabled=true",
+			[]string{"localhost:5001/gatehouse-user:0.1.0", "docker.io/library/postgres:17.6"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			values, err := strvals.Parse(tt.values) // as --set; tags here are not all digits
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: values})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var all strings.Builder
+			for _, o := range r.All() {
+				all.Write(o.Raw)
+			}
+			for _, img := range tt.want {
+				if !strings.Contains(all.String(), `image: "`+img+`"`) && !strings.Contains(all.String(), "image: "+img+"\n") {
+					t.Errorf("no container runs %s", img)
+				}
+			}
+		})
+	}
+	for _, bad := range []string{"https://registry.example.com", "Registry.example.com", "a b", "host:port"} {
+		values, err := strvals.ParseString("image.registry=" + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := RenderChart(dir, RenderOptions{ReleaseName: "gatehouse", Namespace: "gatehouse", Values: values}); err == nil {
+			t.Errorf("image.registry=%q accepted", bad)
+		}
+	}
+}

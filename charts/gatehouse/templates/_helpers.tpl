@@ -83,12 +83,18 @@ before the issuer was a URL, reads as unset: `helm upgrade --reuse-values` keeps
 {{- end -}}
 
 {{/* Image reference of a service: repository@digest, or repository:tag (tag: service, global, appVersion). */}}
+{{- /* A service's image: image.registry, when set, replaces everything of the
+repository but its last path element (gatehouse-user, gatehouse-auth). */ -}}
 {{- define "gatehouse.image" -}}
 {{- $svc := index .root.Values .component -}}
+{{- $repo := $svc.image.repository -}}
+{{- with .root.Values.image.registry -}}
+{{- $repo = printf "%s/%s" (trimSuffix "/" .) (base $repo) -}}
+{{- end -}}
 {{- if $svc.image.digest -}}
-{{- printf "%s@%s" $svc.image.repository $svc.image.digest -}}
+{{- printf "%s@%s" $repo $svc.image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $svc.image.repository (coalesce $svc.image.tag .root.Values.image.tag .root.Chart.AppVersion | toString) -}}
+{{- printf "%s:%s" $repo (coalesce $svc.image.tag .root.Values.image.tag .root.Chart.AppVersion | toString) -}}
 {{- end -}}
 {{- end -}}
 
