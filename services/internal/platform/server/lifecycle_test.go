@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -46,6 +47,9 @@ func TestGracefulShutdown(t *testing.T) {
 	waitFor(t, func() bool { return h.srv.Status("") == healthpb.HealthCheckResponse_NOT_SERVING })
 	if got := h.srv.Status(LivenessService); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("liveness during shutdown = %v, want NOT_SERVING (every status goes down)", got)
+	}
+	if got := testutil.ToFloat64(h.srv.readyGauge); got != 0 {
+		t.Errorf("gatehouse_ready while draining = %v, want 0 (it says what health says)", got)
 	}
 	// During the drain delay the server still answers.
 	if time.Since(begin) < cfg.DrainDelay/2 {

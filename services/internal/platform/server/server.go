@@ -408,6 +408,7 @@ func (s *Server) shutdown(httpSrv, metricsSrv *http.Server) {
 	// Shutdown sets every status, liveness included, to NOT_SERVING and
 	// ignores later updates.
 	s.health.Shutdown()
+	s.readyGauge.Set(0)
 
 	select {
 	case <-time.After(s.cfg.DrainDelay):
@@ -453,7 +454,10 @@ func (s *Server) shutdown(httpSrv, metricsSrv *http.Server) {
 // ForceStop ends the server at once, whether or not a graceful shutdown
 // is under way (a second SIGTERM).
 func (s *Server) ForceStop() {
-	s.forceOnce.Do(func() { close(s.forceStop) })
+	s.forceOnce.Do(func() {
+		s.log.Warn("stopping at once: a second signal cut the drain short, in-flight calls are cancelled")
+		close(s.forceStop)
+	})
 }
 
 // registeredServices lists the names of the services registered by the
