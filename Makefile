@@ -22,10 +22,13 @@ TOOL_BINS := $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/go
 
 .PHONY: run
 run: build $(BIN)/grpcurl $(BIN)/gojq ## Build and start both services on 127.0.0.1 (SQLite under .data/, generated key); prints grpcurl examples. USER_GRPC_ADDR, AUTH_GRPC_ADDR, USER_HTTP_ADDR, AUTH_HTTP_ADDR move them; TLS=1: TLS with a development CA
-	@# In a terminal, run.sh gets the terminal to itself (bash -m: its own process
-	@# group in the foreground), so Ctrl-C reaches the services and the script,
-	@# which drain and exit 0, and not make, which would report an interrupt.
-	@if [ -t 0 ]; then exec bash -m -c hack/run.sh; else exec hack/run.sh; fi
+	@# In the terminal's foreground, run.sh gets the foreground to itself (bash -m:
+	@# a process group of its own), so Ctrl-C reaches it alone: it stops the
+	@# services, which drain, and exits 0, and make, which never saw the SIGINT,
+	@# exits 0 too instead of dying of it. In the background (make run &) or
+	@# without a terminal, it runs as it is.
+	@if [ -t 0 ] && [ $$(ps -o tpgid= -p $$$$) -eq $$(ps -o pgid= -p $$$$) ]; then \
+		exec bash -m -c hack/run.sh; else exec hack/run.sh; fi
 
 .PHONY: walkthrough
 walkthrough: $(BIN)/grpcurl ## Run the README's grpcurl walk-through against `make run`, every answer checked (USER_ADDR, AUTH_ADDR: where it runs)

@@ -7,6 +7,8 @@
 # mistaken for staleness of the generated files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pinned buf and protoc plugins (make bin/buf ...), not whatever is on PATH.
+export PATH=$PWD/bin:$PATH
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

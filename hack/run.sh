@@ -16,8 +16,15 @@
 # TLS=1 serves TLS on every port, with a throwaway development CA under
 # $DATA/tls (hack/devcerts), the Auth service calling the User service with
 # its client certificate, as the chart runs them; TLS_CLIENT_AUTH=require
-# passes through (grpcurl then needs the printed -cert/-key).
+# passes through (grpcurl then needs the printed -cert/-key). The
+# development certificates name localhost, 127.0.0.1 and ::1 only: with
+# TLS=1, keep the addresses on loopback (or 0.0.0.0).
 set -euo pipefail
+# wait -n with pids (below) is bash 5.1's.
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+  echo "make run: needs bash 5.1 or newer, this is $BASH_VERSION (macOS: brew install bash)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 BIN=${BIN:-$PWD/bin}
 GRPCURL=${GRPCURL:-$BIN/grpcurl}
@@ -41,33 +48,39 @@ dial() {
 
 # in_use reports whether something already accepts connections on a
 # loopback or wildcard listen address (bash's /dev/tcp: no tool needed, and
-# a refused port answers at once). Other hosts are left to the service's own
-# listen error: a connect there may reach a proxy, not this machine.
+# on loopback a free port refuses at once). Other hosts are left to the
+# service's own listen error: a connect there may reach a proxy, not this
+# machine.
 in_use() {
   local d port
   d=$(dial "$1"); port=${d##*:}
   [[ ${d%:*} == localhost ]] || return 1
-  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
 }
 
 mkdir -p "$DATA"
 
 # One copy per DATA directory: a second would share the SQLite files and
-# truncate the first one's logs. The lock is checked before anything else.
+# truncate the first one's logs. The lock is taken before anything else,
+# created exclusively (noclobber), so two starts cannot both win; a lock
+# whose process is gone is stale and replaced.
 lock=$DATA/run.pid
-if [[ -s $lock ]]; then
-  other=$(cat "$lock")
-  if [[ $other =~ ^[0-9]+$ ]] && kill -0 "$other" 2>/dev/null &&
-    tr '\0' ' ' <"/proc/$other/cmdline" 2>/dev/null | grep -q 'run\.sh'; then
+owns_lock=0
+take_lock() { (set -C; echo $$ >"$lock") 2>/dev/null; }
+if ! take_lock; then
+  other=$(cat "$lock" 2>/dev/null || true)
+  if [[ $other =~ ^[0-9]+$ ]] && ps -p "$other" -o command= 2>/dev/null | grep -q 'run\.sh'; then
     die "already running (pid $other) with DATA=$DATA; its logs: $DATA/user.log, $DATA/auth.log. Stop it with Ctrl-C, or start another with DATA=<dir> and other *_ADDR ports"
   fi
+  rm -f "$lock"
+  take_lock || die "another make run is starting with DATA=$DATA"
 fi
-echo $$ >"$lock"
+owns_lock=1
+trap '[[ $owns_lock == 1 ]] && rm -f "$lock"' EXIT
 
 for v in USER_GRPC_ADDR USER_HTTP_ADDR AUTH_GRPC_ADDR AUTH_HTTP_ADDR; do
   [[ ${!v} == *:[0-9]* ]] || die "$v=${!v}: want HOST:PORT"
   if in_use "${!v}"; then
-    rm -f "$lock"
     die "port ${!v##*:} is in use ($v=${!v}): stop what listens there, or set $v=127.0.0.1:<free port>"
   fi
 done
@@ -109,18 +122,29 @@ stop() {
 }
 cleanup() {
   stop
-  [[ $(cat "$lock" 2>/dev/null) != "$$" ]] || rm -f "$lock"
+  [[ $owns_lock != 1 ]] || rm -f "$lock"
 }
 trap 'cleanup; exit 0' INT TERM
 trap cleanup EXIT
+# Ctrl-Z would stop this script but not make, which waits on it: the
+# terminal would hang. Ctrl-C is the way out.
+trap 'echo " (Ctrl-Z does nothing here; Ctrl-C stops Gatehouse)"' TSTP
 
 # A short drain suits a laptop; in Kubernetes the default 5s lets
 # endpoints update first.
 export DRAIN_DELAY=${DRAIN_DELAY:-1s}
 
-# Each service gets its own addresses; GRPC_ADDR or HTTP_ADDR exported in
+# Each service gets its own addresses; GRPC_ADDR and friends exported in
 # this shell would otherwise apply to both.
-env -u GRPC_ADDR -u HTTP_ADDR "${user_tls[@]}" \
+#
+# set -m puts each service in a process group of its own, so Ctrl-C (which
+# the terminal sends to its foreground group) reaches this script alone,
+# and the services get exactly one signal from it: the SIGTERM of stop().
+# Had they got the SIGINT too, that SIGTERM would be their second signal,
+# which cuts the drain short.
+unset_addrs=(-u GRPC_ADDR -u HTTP_ADDR -u HEALTH_ADDR -u METRICS_ADDR)
+set -m
+env "${unset_addrs[@]}" "${user_tls[@]}" \
 GRPC_ADDR="$USER_GRPC_ADDR" HTTP_ADDR="$USER_HTTP_ADDR" \
 DATABASE_URL="sqlite://$DATA/user.db" \
 JWT_ISSUER="$ISSUER" \
@@ -128,7 +152,7 @@ BOOTSTRAP_ADMIN_EMAIL=admin@example.com \
 BOOTSTRAP_ADMIN_PASSWORD_FILE="$DATA/admin-password" \
   "$BIN/user" >"$DATA/user.log" 2>&1 &
 pids+=($!)
-env -u GRPC_ADDR -u HTTP_ADDR "${auth_tls[@]}" \
+env "${unset_addrs[@]}" "${auth_tls[@]}" \
 GRPC_ADDR="$AUTH_GRPC_ADDR" HTTP_ADDR="$AUTH_HTTP_ADDR" \
 DATABASE_URL="sqlite://$DATA/auth.db" \
 JWT_ISSUER="$ISSUER" \
@@ -136,6 +160,7 @@ USER_SERVICE_ADDR="$USER_DIAL" \
 JWT_SIGNING_KEYS_DIR="$DATA/keys" \
   "$BIN/auth" >"$DATA/auth.log" 2>&1 &
 pids+=($!)
+set +m
 
 # wait_serving NAME PREFIX ADDR LOG: polls the health service until it
 # answers SERVING; a service that exits is reported with the reason its log
@@ -152,7 +177,7 @@ wait_serving() {
       ((i == 1)) && svc=auth svclog=$DATA/auth.log
       local reason
       reason=$(grep -m1 -o 'listen [A-Z_]*_ADDR [^ ]*: .*' "$svclog" || true)
-      if [[ $reason =~ ^listen\ ([A-Z_]+_ADDR)\ ([^ ]+):\ .*(address already in use|permission denied|cannot assign requested address) ]]; then
+      if [[ $reason =~ ^listen\ ([A-Z_]+_ADDR)\ ([^ ]+):\ .*(address already in use|permission denied|(cannot|can\'t) assign requested address) ]]; then
         local var=${svc^^}_${BASH_REMATCH[1]}
         die "$svc could not listen on ${BASH_REMATCH[2]} (${BASH_REMATCH[3]}): set $var=127.0.0.1:<free port>"
       fi
@@ -193,15 +218,20 @@ Verify a token as another service would: node hack/interop/jose/verify.mjs $ISSU
 Ctrl-C stops both services.
 MSG
 
-# Ctrl-C reaches the services too (same process group): each drains and
-# exits 0, and bash, seeing its child handle the SIGINT, does not run the
-# INT trap (it only does when the child died of the signal). So a clean
-# exit of either service is a requested stop: stop the other, exit 0.
-# Anything else is a crash, reported with its status.
-set +e
-wait -n "${pids[@]}"
-rc=$?
-set -e
+# Ctrl-C (or SIGTERM) runs the trap above: one SIGTERM to each service,
+# which drain and exit 0, then exit 0. wait -n returning means a service
+# ended without being asked: exit 0 (someone stopped it with SIGTERM) stops
+# the other too; anything else is a crash, reported with its status.
+while :; do
+  set +e
+  wait -n "${pids[@]}"
+  rc=$?
+  set -e
+  # A trapped signal (Ctrl-Z's TSTP) ends the wait with 128+n while both
+  # services run on: wait again.
+  if ((rc > 128)) && kill -0 "${pids[@]}" 2>/dev/null; then continue; fi
+  break
+done
 if ((rc == 0)); then
   cleanup
   echo "stopped."

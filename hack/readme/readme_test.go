@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +65,20 @@ func FuzzBlocks(f *testing.F) {
 	})
 }
 
+// expectations are what the blocks of each mode must print, beyond not
+// failing: the refusals they demonstrate (a step written `|| echo` would
+// otherwise pass whether or not the service refused).
+var expectations = map[string][]string{
+	"plain": {
+		`"displayName": "Ada L."`,           // UpdateUser wrote the masked field
+		`"reason": "REFRESH_TOKEN_INVALID"`, // the reused refresh token was refused...
+		"refused, as it should be",          // ...by the step that shows it
+		`"subject": "`,                      // ValidateToken accepted the last token
+	},
+	"tls":  {`"status": "SERVING"`, `"kty":"OKP"`, "walk-through passed"},
+	"mtls": {`"status": "SERVING"`},
+}
+
 // TestReadmeWalkthrough pastes every `sh run=<mode>` block of the README
 // into bash against a fresh hack/run.sh in that mode, on free ports (the
 // only edit made to the text: the README's ports become those).
@@ -112,6 +127,11 @@ func TestReadmeWalkthrough(t *testing.T) {
 					t.Fatalf("README.md:%d (sh run=%s) failed: %v\n--- script\n%s--- output\n%s\n--- user.log\n%s", b.Line, mode, err, script, out, r.log("user"))
 				}
 				t.Logf("README.md:%d: %d lines of output", b.Line, bytes.Count(out, []byte("\n")))
+				for _, want := range expectations[mode] {
+					if !bytes.Contains(out, []byte(want)) {
+						t.Errorf("README.md:%d (sh run=%s): the output lacks %q: a step that should be refused or answered was not\n%s", b.Line, mode, want, out)
+					}
+				}
 			}
 		})
 	}
@@ -190,6 +210,9 @@ func TestCtrlCExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds through make")
 	}
+	if runtime.GOOS != "linux" {
+		t.Skip("drives util-linux script(1); BSD script takes other flags")
+	}
 	script, err := exec.LookPath("script")
 	if err != nil {
 		t.Fatalf("script(1) (util-linux) is needed to give make a terminal: %v", err)
@@ -243,6 +266,20 @@ func TestCtrlCExitsZero(t *testing.T) {
 			_ = l.Close()
 		}
 	}
+	// Drained, not cut short: each service got one signal (the script's
+	// SIGTERM), not the terminal's SIGINT and then a second.
+	for _, svc := range []string{"user", "auth"} {
+		b, _ := os.ReadFile(filepath.Join(dir, ".data", svc+".log"))
+		log := string(b)
+		if !strings.Contains(log, `"msg":"shutting down"`) || !strings.Contains(log, `"msg":"stopped"`) || strings.Contains(log, "stopping at once") {
+			t.Errorf("%s.log after ^C: want a graceful shutdown (shutting down, stopped) and no forced stop:\n%s", svc, lastLines(log, 5))
+		}
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // --- helpers -----------------------------------------------------------------
@@ -388,6 +425,9 @@ var (
 // does, into a directory of their own.
 func binaries(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the services (make test runs it; make check is -short)")
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "gatehouse-readme-bin-")
 		if buildErr != nil {
