@@ -70,6 +70,12 @@ func fullname() string {
 }
 
 func TestMain(m *testing.M) {
+	pinned, err := pinContext()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+	defer func() { _ = os.Remove(pinned) }()
 	if err := loadCA(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
@@ -81,7 +87,39 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	disconnect()
+	_ = os.Remove(pinned)
 	os.Exit(code)
+}
+
+// pinContext refuses every kube context but the kind cluster's
+// (kind-$CLUSTER_NAME, default kind-gatehouse) unless E2E_CONTEXT names
+// it: these tests delete pods, scale PostgreSQL to zero and rotate keys.
+// `make e2e` says so before compiling (hack/kind/e2e-guard.sh); this holds
+// for `go test` run any other way. The context is then pinned: KUBECONFIG
+// becomes a copy holding that context alone, so a `kubectl config
+// use-context` elsewhere during the run cannot redirect a later call.
+func pinContext() (string, error) {
+	want := envOr("E2E_CONTEXT", "kind-"+envOr("CLUSTER_NAME", "gatehouse"))
+	cur, err := exec.Command(kubectl, "config", "current-context").Output()
+	if err != nil {
+		return "", fmt.Errorf("no cluster (no current kube context): run 'make kind-up deploy'")
+	}
+	if got := strings.TrimSpace(string(cur)); got != want {
+		return "", fmt.Errorf("the current context is %q, not %q: these tests disrupt the cluster; use the kind cluster or set E2E_CONTEXT=%s", got, want, got)
+	}
+	cfg, err := exec.Command(kubectl, "config", "view", "--minify", "--flatten", "--context", want).Output()
+	if err != nil {
+		return "", fmt.Errorf("kubectl config view --context %s: %w", want, err)
+	}
+	f, err := os.CreateTemp("", "gatehouse-e2e-kubeconfig-")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := f.Write(cfg); err != nil {
+		return "", err
+	}
+	return f.Name(), os.Setenv("KUBECONFIG", f.Name())
 }
 
 // loadCA reads the CA the release's certificates chain to, if it serves
