@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/hex"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,4 +197,24 @@ func BearerContext(ctx context.Context, token string) context.Context {
 // incoming metadata, for calling interceptors directly (benchmarks).
 func IncomingBearerContext(ctx context.Context, token string) context.Context {
 	return metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", "Bearer "+token))
+}
+
+// TamperSignature returns the JWS token with one character of its
+// signature replaced by another valid base64url character: a well-formed
+// token whose signature no longer verifies. (Flipping bits of whatever
+// character is there can make an invalid one, '.' from '-', and a
+// verifier then refuses the token as malformed, not as forged.)
+func TamperSignature(token string) string {
+	dot := strings.LastIndexByte(token, '.')
+	if dot < 0 || dot+5 > len(token) {
+		return token + "A"
+	}
+	b := []byte(token)
+	i := dot + 1 + (len(token)-dot-1)/2
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
 }

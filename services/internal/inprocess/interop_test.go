@@ -20,6 +20,7 @@ import (
 
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/authn/authntest"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/keydir"
 )
 
@@ -67,15 +68,12 @@ func loginForInterop(t *testing.T, p *pair) interopTokens {
 		return jwt.MapClaims{"iss": iss, "aud": "gatehouse", "sub": created.GetUser().GetId(), "client_id": "gatehouse",
 			"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": uuid.NewString()}
 	}
-	parts := strings.Split(login.GetAccessToken(), ".")
-	sig := []byte(parts[2])
-	sig[4] ^= 'A' ^ 'B'
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	return interopTokens{
 		subject:        created.GetUser().GetId(),
 		genuine:        login.GetAccessToken(),
 		otherIssuer:    mint(key.Private, "at+jwt", claims("https://evil.example")),
-		tampered:       parts[0] + "." + parts[1] + "." + string(sig),
+		tampered:       authntest.TamperSignature(login.GetAccessToken()),
 		notAccessToken: mint(key.Private, "JWT", claims(p.issuer)),
 		foreign:        mint(stranger, "at+jwt", claims(p.issuer)),
 	}
