@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -98,10 +97,8 @@ func run(short bool, bin string) error {
 	defer os.RemoveAll(e.work)
 	if bin == "" {
 		bin = filepath.Join(e.work, "bin")
-		build := exec.Command("go", "build", "-trimpath", "-tags", "grpcnotrace", "-o", bin+"/", "./services/user", "./services/auth")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build: %w\n%s", err, out)
+		if err := localproc.Build(".", bin, "grpcnotrace"); err != nil {
+			return err
 		}
 	}
 	if err := e.start(bin); err != nil {

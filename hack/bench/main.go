@@ -199,11 +199,8 @@ func run(ctx context.Context, o options) error {
 		// The baseline's TLS server code (the services always have it).
 		tags += ",benchtls"
 	}
-	build := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", "-s -w", "-o", bins+"/",
-		"./services/user", "./services/auth", "./hack/bench/baseline")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %w\n%s", err, out)
+	if err := localproc.Build(".", bins, tags, "./services/user", "./services/auth", "./hack/bench/baseline"); err != nil {
+		return err
 	}
 	for _, b := range []string{"user", "auth", "baseline"} {
 		if fi, err := os.Stat(filepath.Join(bins, b)); err == nil {

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/gatehouse-dev/gatehouse/hack/localproc"
 	"github.com/gatehouse-dev/gatehouse/hack/pki"
 	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
 	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
@@ -48,10 +49,8 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binDir = dir
-	// Without symbols the link takes half the time.
-	build := exec.Command("go", "build", "-ldflags", "-s -w", "-o", dir+string(filepath.Separator), "../../services/user", "../../services/auth")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the services: %v\n%s", err, out)
+	if err := localproc.Build(filepath.Join("..", ".."), dir, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "building the services: %v\n", err)
 		os.Exit(1)
 	}
 	code := m.Run()

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gatehouse-dev/gatehouse/hack/localproc"
 )
 
 func TestBlocks(t *testing.T) {
@@ -403,12 +405,11 @@ func freeAddrs(t *testing.T) map[string]string {
 	env := map[string]string{}
 	for _, k := range []string{"USER_GRPC_ADDR", "USER_HTTP_ADDR", "AUTH_GRPC_ADDR", "AUTH_HTTP_ADDR"} {
 		for env[k] == "" || given[env[k]] {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
+			ports, err := localproc.FreePorts(1)
 			if err != nil {
 				t.Fatal(err)
 			}
-			env[k] = l.Addr().String()
-			_ = l.Close()
+			env[k] = fmt.Sprintf("127.0.0.1:%d", ports[0])
 		}
 		given[env[k]] = true
 	}
@@ -433,12 +434,7 @@ func binaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "grpcnotrace", "-o", binDir+"/", "./services/user", "./services/auth")
-		cmd.Dir = root(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
+		buildErr = localproc.Build(root(t), binDir, "grpcnotrace")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
