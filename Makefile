@@ -45,7 +45,7 @@ build: ## Build the service binaries into ./bin
 ##@ Test
 
 .PHONY: test
-test: proto-check fmt-check vet lint test-go test-examples abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race (every fuzz target's committed corpus included), the short abuse replay, chart and manifest validation
+test: proto-check fmt-check vet lint test-go test-examples test-release abuse-short chart-lint chart-test manifests-check ## Everything CI runs: format, vet, lint, stale-proto check, tests with -race (every fuzz target's committed corpus included), the release tool's tests, the short abuse replay, chart and manifest validation
 
 .PHONY: check
 check: fmt-check vet lint $(BIN)/grpcurl $(BIN)/gojq ## The inner loop, about 30 s warm: format, vet, lint and go test -short without -race (make test before pushing)
@@ -58,6 +58,10 @@ test-go: $(BIN)/grpcurl $(BIN)/gojq ## go test -race ./... (PostgreSQL halves ru
 .PHONY: test-examples
 test-examples: ## The example service (examples/greeter, its own module) against Gatehouse's real binaries
 	cd examples/greeter && go test -race -count=1 ./...
+
+.PHONY: test-release
+test-release: ## The release tool (hack/release, its own module) against an in-process registry: multi-arch push, verification and its refusals
+	cd hack/release && go vet ./... && go test -race -count=1 ./...
 
 .PHONY: fuzz
 fuzz: ## Explore: every fuzz target on fresh random inputs for FUZZTIME each (default 30000x; 60s works too). Not in CI, which must not hinge on a random draw: run it before you push, fix a finding at its root and commit its input under testdata/fuzz
@@ -153,6 +157,16 @@ kind-smoke: $(BIN)/grpcurl ## Chart defaults (SQLite, 1 replica) in a restricted
 kind-down: ## Delete the kind cluster
 	hack/kind/down.sh
 
+##@ Release
+
+.PHONY: release
+release: $(BIN)/cosign $(BIN)/syft $(BIN)/helm ## Cut release VERSION=vX.Y.Z to REGISTRY=host[/path], signed with COSIGN_KEY: multi-arch images (PLATFORMS, default linux/amd64,linux/arm64), SBOMs, signatures, the chart as an OCI artifact, the git tag (hack/release.sh)
+	hack/release.sh
+
+.PHONY: release-verify
+release-verify: $(BIN)/cosign $(BIN)/helm ## Verify release VERSION in REGISTRY from the registry alone: signatures (COSIGN_PUB), SBOM attestations, platforms, the chart's defaults (hack/release-verify.sh)
+	hack/release-verify.sh
+
 ##@ Performance
 
 .PHONY: bench
@@ -186,6 +200,13 @@ tools: $(TOOL_BINS) ## Build the pinned dev tools into ./bin
 $(BIN)/%: $(TOOLS_MOD)
 	@mkdir -p $(BIN)
 	cd hack/tools && GOBIN=$(BIN) go install $$(go list -modfile=go.mod -f '{{.ImportPath}}' tool | grep '/$*$$')
+	@touch $@
+
+# The release tools, pinned in the release tool's own module (their
+# dependency graphs are large and have no business in hack/tools').
+$(BIN)/cosign $(BIN)/syft: hack/release/go.mod
+	@mkdir -p $(BIN)
+	cd hack/release && GOBIN=$(BIN) CGO_ENABLED=0 go install $$(go list -f '{{.ImportPath}}' tool | grep '/$(@F)$$')
 	@touch $@
 
 # The same by relative name, so `make bin/helm` works as typed. Precious:

@@ -53,7 +53,6 @@ CREATED=${CREATED:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}
 # Fixed file times in the air-gapped layer: same commit, same layer digest.
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 CACHE=.cache/images
-LDFLAGS="-s -w -X github.com/gatehouse-dev/gatehouse/services/internal/platform/buildinfo.Version=$VERSION"
 
 command -v docker >/dev/null || die "docker not found"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine: $(docker info 2>&1 | tail -n1)"
@@ -115,8 +114,7 @@ if [[ $AIRGAPPED == 1 ]]; then
   pkgs=()
   for s in "${services[@]}"; do pkgs+=("./services/$s"); done
   step "go build (linux/$goarch) ${pkgs[*]}"
-  CGO_ENABLED=0 GOOS=linux GOARCH=$goarch \
-    go build -trimpath -tags grpcnotrace -ldflags "$LDFLAGS" -o "$stage/bin/" "${pkgs[@]}"
+  VERSION=$VERSION GOOS=linux GOARCH=$goarch hack/gobuild.sh "$stage/bin" "${pkgs[@]}"
 
   # The same files the Dockerfile's build stage writes. CA bundle: Debian's
   # Mozilla set as enabled in /etc/ca-certificates.conf (what the golang image
