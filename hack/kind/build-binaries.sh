@@ -19,6 +19,8 @@
 #            with its exclude directives), API only: no UI assets
 #   kube-network-policies  sigs.k8s.io/kube-network-policies (KNP_VERSION), the
 #            NetworkPolicy agent of kindnet, with hack/kind/netpol/nfqueue-compat.patch
+#   registry CNCF Distribution's registry (REGISTRY_VERSION, plain go install),
+#            the cluster's local registry (hack/kind/registry.sh)
 #
 #   hack/kind/build-binaries.sh [component...]   (default: the node's: k8s etcd
 #                                                  coredns pause kind local-path)
@@ -26,7 +28,8 @@
 # Prints "<component>=<dir>" per component on stdout; progress on stderr.
 # A component whose inputs (version, build function, lib.sh's helpers) did not change is
 # not rebuilt ("cached: ..."). Cold on 2 cores: k8s ~7 min, etcd + CoreDNS
-# ~2-3 min, jaeger ~2 min, prometheus ~3 min, prometheus-operator ~2 min.
+# ~2-3 min, jaeger ~2 min, prometheus ~3 min, prometheus-operator ~2 min,
+# registry ~3 min.
 set -euo pipefail
 _prog=build-binaries
 source "$(dirname "$0")/lib.sh"
@@ -142,6 +145,17 @@ build_local-path() {
   [[ -x $out/local-path-provisioner ]] || die "local-path-provisioner binary missing"
 }
 
+build_registry() {
+  local out=$1
+  mkdir -p "$out"
+  (cd /tmp && GOBIN=$out CGO_ENABLED=0 GOFLAGS=-mod=mod go install -trimpath \
+    -ldflags "-s -w -X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" \
+    "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION")
+  local v
+  v=$("$out/registry" --version)
+  [[ $v == *"$REGISTRY_VERSION"* ]] || die "registry --version: $v"
+}
+
 build_kind() {
   local out=$1
   mkdir -p "$out"
@@ -224,7 +238,8 @@ for c in "${components[@]}"; do
     prometheus-operator) key=("$PROMETHEUS_OPERATOR_VERSION") ;;
     prometheus) key=("$PROMETHEUS_VERSION") ;;
     kube-network-policies) key=("$KNP_VERSION" "$(sha256sum <"$KIND_DIR/netpol/nfqueue-compat.patch")") ;;
-    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path jaeger prometheus-operator prometheus kube-network-policies)" ;;
+    registry) key=("$REGISTRY_VERSION") ;;
+    *) die "unknown component '$c' (want k8s etcd coredns pause kind local-path jaeger prometheus-operator prometheus kube-network-policies registry)" ;;
   esac
   dir=$(component_dir "$c" "${key[@]}")
   if [[ -f $dir/.done ]]; then

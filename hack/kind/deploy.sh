@@ -9,6 +9,10 @@
 #      the chart with hack/kind/values-e2e.yaml (Jaeger on, bundled PostgreSQL,
 #      2 replicas of each service, ServiceMonitor, PrometheusRule, dashboards).
 # Idempotent: server-side apply and `helm upgrade --install`.
+# The chart: the work tree's, with the images hack/kind/load.sh loaded; or,
+# with CHART=oci://... and CHART_VERSION (written by load.sh), a released
+# chart from a registry, its images the ones it names (make release to the
+# cluster's registry, then make deploy CHART=... CHART_VERSION=...).
 #
 #   hack/kind/deploy.sh           (make deploy)
 #
@@ -89,7 +93,17 @@ step "1/2 monitoring ready in $((SECONDS - t0))s"
 
 # --- 2. Gatehouse -----------------------------------------------------------------
 t0=$SECONDS
-step "2/2 chart into namespace $NAMESPACE (Pod Security restricted), images ${USER_IMAGE##*/} ${AUTH_IMAGE##*/}"
+chart_args=("$REPO_ROOT/charts/gatehouse")
+image_args=(--set-string "user.image.repository=${USER_IMAGE%:*}" --set-string "user.image.tag=${USER_IMAGE##*:}"
+  --set-string "auth.image.repository=${AUTH_IMAGE%:*}" --set-string "auth.image.tag=${AUTH_IMAGE##*:}")
+what="images ${USER_IMAGE##*/} ${AUTH_IMAGE##*/}"
+if [[ -n ${CHART:-} ]]; then
+  chart_args=("$CHART" --version "$CHART_VERSION")
+  case $CHART in oci://localhost:* | oci://127.0.0.1:*) chart_args+=(--plain-http) ;; esac
+  image_args=()
+  what="$CHART:$CHART_VERSION with the images it names"
+fi
+step "2/2 chart into namespace $NAMESPACE (Pod Security restricted), $what"
 restricted_namespace "$NAMESPACE"
 log=$CACHE/logs/deploy-helm.log
 mkdir -p "$(dirname "$log")"
@@ -106,10 +120,8 @@ if "$HELM" -n "$NAMESPACE" get values "$RELEASE" -o json 2>/dev/null |
   keys_args=(-f "$keys_values")
 fi
 # shellcheck disable=SC2086 # HELM_EXTRA_ARGS is a list of words
-"$HELM" upgrade --install "$RELEASE" "$REPO_ROOT/charts/gatehouse" -n "$NAMESPACE" \
-  -f "$KIND_DIR/values-e2e.yaml" "${keys_args[@]}" \
-  --set-string "user.image.repository=${USER_IMAGE%:*}" --set-string "user.image.tag=${USER_IMAGE##*:}" \
-  --set-string "auth.image.repository=${AUTH_IMAGE%:*}" --set-string "auth.image.tag=${AUTH_IMAGE##*:}" \
+"$HELM" upgrade --install "$RELEASE" "${chart_args[@]}" -n "$NAMESPACE" \
+  -f "$KIND_DIR/values-e2e.yaml" "${keys_args[@]}" "${image_args[@]}" \
   --set-string "jaeger.image.repository=${JAEGER_IMAGE%:*}" --set-string "jaeger.image.tag=${JAEGER_IMAGE##*:}" \
   --set-string "postgresql.image.repository=${POSTGRES_IMAGE%:*}" --set-string "postgresql.image.tag=${POSTGRES_IMAGE##*:}" \
   ${HELM_EXTRA_ARGS:-} --wait --timeout "${WAIT_TIMEOUT}s" >"$log" 2>&1 ||

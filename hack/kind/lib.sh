@@ -22,6 +22,13 @@ PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
 PROMETHEUS_VERSION=${PROMETHEUS_VERSION:-v3.7.3}    # Go module github.com/prometheus/prometheus v0.307.3
 # NetworkPolicy enforcement (the node's CNI, static ptp, enforces none): kindnet's policy agent.
 KNP_VERSION=${KNP_VERSION:-v0.8.0}
+# The cluster's local registry (hack/kind/registry.sh): CNCF Distribution, as
+# kind's "local registry" guide runs it, reached from the host at
+# localhost:$KIND_REGISTRY_PORT and from the node through containerd's mirror
+# configuration (the same name inside and out).
+REGISTRY_VERSION=${REGISTRY_VERSION:-v3.1.2}
+KIND_REGISTRY_NAME=${KIND_REGISTRY_NAME:-$CLUSTER_NAME-registry}
+KIND_REGISTRY_PORT=${KIND_REGISTRY_PORT:-5001}
 # Online default node image: a stock kind image of the same minor. Not verified
 # here (these machines reach no registry); pin a digest from kind v0.31.0's
 # release notes once one is checked.

@@ -8,11 +8,14 @@
 #     AIRGAPPED=1 built locally by hack/kind/build-addon-images.sh.
 # Images the node already holds (same image ID) are not loaded again.
 # Writes the references to $KIND_CACHE/images-<cluster>.env for hack/kind/deploy.sh.
+# With CHART set (a released chart, oci://...), Gatehouse's images are not
+# built or loaded: the chart names them and the node pulls them from the
+# registry (make release to the cluster's registry at localhost:5001).
 #
 #   hack/kind/load.sh             (make kind-load; AIRGAPPED=1 without a registry)
 #
-# Environment: CLUSTER_NAME (gatehouse), AIRGAPPED, and hack/images.sh's
-# IMAGE_TAG / IMAGE_REPO / VERSION.
+# Environment: CLUSTER_NAME (gatehouse), AIRGAPPED, CHART and CHART_VERSION,
+# and hack/images.sh's IMAGE_TAG / IMAGE_REPO / VERSION.
 set -euo pipefail
 _prog=kind-load
 source "$(dirname "$0")/lib.sh"
@@ -27,16 +30,23 @@ NODE=$CLUSTER_NAME-control-plane
 
 # --- 1. Gatehouse -----------------------------------------------------------------
 t0=$SECONDS
-step "1/3 Gatehouse images (hack/images.sh)"
-mapfile -t ours < <(cd "$REPO_ROOT" && AIRGAPPED=$AIRGAPPED hack/images.sh) || die "hack/images.sh failed"
-((${#ours[@]} == 2)) || die "hack/images.sh printed ${#ours[@]} image references, want 2: ${ours[*]}"
-for r in "${ours[@]}"; do
-  case ${r%:*} in
-    *-user) user_image=$r ;;
-    *-auth) auth_image=$r ;;
-    *) die "hack/images.sh printed '$r', neither a -user nor an -auth image" ;;
-  esac
-done
+CHART=${CHART:-}
+user_image="" auth_image="" ours=()
+if [[ -n $CHART ]]; then
+  [[ $CHART == oci://* && -n ${CHART_VERSION:-} ]] || die "CHART must be oci://... and CHART_VERSION set (got CHART=$CHART CHART_VERSION=${CHART_VERSION:-})"
+  step "1/3 Gatehouse images: none loaded, the node pulls what $CHART:$CHART_VERSION names"
+else
+  step "1/3 Gatehouse images (hack/images.sh)"
+  mapfile -t ours < <(cd "$REPO_ROOT" && AIRGAPPED=$AIRGAPPED hack/images.sh) || die "hack/images.sh failed"
+  ((${#ours[@]} == 2)) || die "hack/images.sh printed ${#ours[@]} image references, want 2: ${ours[*]}"
+  for r in "${ours[@]}"; do
+    case ${r%:*} in
+      *-user) user_image=$r ;;
+      *-auth) auth_image=$r ;;
+      *) die "hack/images.sh printed '$r', neither a -user nor an -auth image" ;;
+    esac
+  done
+fi
 # The load generator the e2e tests run inside the cluster: our code, so
 # built here in both modes (FROM scratch pulls nothing).
 mkdir -p "$CACHE/loadgen"
@@ -92,6 +102,8 @@ step "2/3 add-ons: $((SECONDS - t0))s"
 env_file=$CACHE/images-$CLUSTER_NAME.env
 {
   echo "# Written by hack/kind/load.sh: the images loaded into kind cluster '$CLUSTER_NAME'."
+  echo "CHART=$CHART"
+  echo "CHART_VERSION=${CHART_VERSION:-}"
   echo "USER_IMAGE=$user_image"
   echo "AUTH_IMAGE=$auth_image"
   echo "LOADGEN_IMAGE=$loadgen_image"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the kind cluster "gatehouse" (one control-plane node) and waits until
-# it is usable: node Ready, CoreDNS and kube-proxy Running. Idempotent: an
+# it is usable: node Ready, CoreDNS and kube-proxy Running, and its local
+# registry at localhost:5001 (hack/kind/registry.sh). Idempotent: an
 # existing healthy cluster is left alone.
 #
 #   hack/kind/up.sh                # stock node image (ONLINE_NODE_IMAGE), needs a registry
@@ -64,6 +65,7 @@ if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME"; then
     have=$(docker inspect -f '{{.Config.Image}}' "$CLUSTER_NAME-control-plane" 2>/dev/null || echo unknown)
     step "cluster '$CLUSTER_NAME' exists and is healthy (node image $have): nothing to do"
     [[ $have == "$NODE_IMAGE" ]] || note "it runs $have, not $NODE_IMAGE; hack/kind/down.sh first to switch"
+    "$KIND_DIR/registry.sh"
     echo "export KUBECONFIG=$KUBECONFIG"
     exit 0
   fi
@@ -85,6 +87,12 @@ mkdir -p "$CACHE"
     echo "  # is why the cluster has exactly one node."
     echo "  disableDefaultCNI: true"
   fi
+  echo "# containerd reads registry hosts from certs.d: hack/kind/registry.sh"
+  echo "# points localhost:$KIND_REGISTRY_PORT at the cluster's local registry there."
+  echo "containerdConfigPatches:"
+  echo "- |-"
+  echo "  [plugins.\"io.containerd.grpc.v1.cri\".registry]"
+  echo "    config_path = \"/etc/containerd/certs.d\""
   echo "nodes:"
   echo "- role: control-plane"
   echo "  image: $NODE_IMAGE"
@@ -116,6 +124,9 @@ if "$KUBECTL" -n local-path-storage get deployment/local-path-provisioner >/dev/
     fail "local-path-provisioner (default StorageClass) not Running within ${WAIT_TIMEOUT}s"
   step "local-path-provisioner (default StorageClass) Running in $((SECONDS - t1))s"
 fi
+t1=$SECONDS
+"$KIND_DIR/registry.sh" || fail "setting up the local registry failed"
+step "local registry localhost:$KIND_REGISTRY_PORT in $((SECONDS - t1))s"
 "$KUBECTL" get nodes -o wide >&2
 "$KUBECTL" get pods -A >&2
 step "cluster '$CLUSTER_NAME' ready in $((SECONDS - _start))s"

@@ -572,10 +572,20 @@ func kidOf(t *testing.T, token string) string {
 	return h.Kid
 }
 
-// helmUpgrade changes the release's values, keeping the rest as deployed.
+// helmUpgrade changes the release's values, keeping the rest as deployed:
+// the same chart too, the work tree's or the released one make deploy
+// installed from a registry (CHART in the file make kind-load writes).
 func helmUpgrade(t *testing.T, sets ...string) {
 	t.Helper()
-	args := []string{"upgrade", release, filepath.Join("..", "..", "charts", "gatehouse"), "-n", namespace, "--reuse-values", "--wait", "--timeout", "5m"}
+	chart := []string{filepath.Join("..", "..", "charts", "gatehouse")}
+	if ref := optionalFromEnv(t, "CHART"); ref != "" {
+		chart = []string{ref, "--version", optionalFromEnv(t, "CHART_VERSION")}
+		if strings.HasPrefix(ref, "oci://localhost:") || strings.HasPrefix(ref, "oci://127.0.0.1:") {
+			chart = append(chart, "--plain-http")
+		}
+	}
+	args := append([]string{"upgrade", release}, chart...)
+	args = append(args, "-n", namespace, "--reuse-values", "--wait", "--timeout", "5m")
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}

@@ -17,6 +17,22 @@ import (
 // imageFromEnv reads KEY=image from the file make kind-load writes.
 func imageFromEnv(t *testing.T, key string) string {
 	t.Helper()
+	v, ok := fromImagesEnv(t, key)
+	if !ok || v == "" {
+		t.Fatalf("%s has no %s: run make kind-load", envOr("E2E_IMAGES_ENV", ""), key)
+	}
+	return v
+}
+
+// optionalFromEnv reads KEY=value from the same file, "" when absent.
+func optionalFromEnv(t *testing.T, key string) string {
+	t.Helper()
+	v, _ := fromImagesEnv(t, key)
+	return v
+}
+
+func fromImagesEnv(t *testing.T, key string) (string, bool) {
+	t.Helper()
 	f, err := os.Open(envOr("E2E_IMAGES_ENV", ""))
 	if err != nil {
 		t.Fatalf("no %s: set E2E_IMAGES_ENV to the file make kind-load writes (%v)", key, err)
@@ -25,11 +41,10 @@ func imageFromEnv(t *testing.T, key string) string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), key+"="); ok {
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("%s has no %s: run make kind-load", f.Name(), key)
-	return ""
+	return "", false
 }
 
 // enforceNetworkPolicy runs kube-network-policies on the node until the
