@@ -48,6 +48,7 @@ type options struct {
 	rounds           int
 	serverEnv        []string
 	tls              bool
+	userPostgres     string
 }
 
 func main() {
@@ -71,6 +72,8 @@ func main() {
 		o.serverEnv = append(o.serverEnv, v)
 		return nil
 	})
+	flag.StringVar(&o.userPostgres, "user-postgres", "", "PostgreSQL URL of an empty database for the User service processes, which then run as replicas "+
+		"of one deployment (user cache kept correct by LISTEN/NOTIFY) instead of on SQLite")
 	flag.BoolVar(&o.tls, "tls", false, "serve TLS on every server, the baseline too, with certificates from a throwaway CA the load generator trusts "+
 		"(JWKS over https, Auth's client certificate to User, as in production), and say so in the results")
 	flag.Parse()
@@ -179,6 +182,8 @@ type Report struct {
 	// TLS is what the load generator's connections negotiated in a -tls
 	// run ("TLS 1.3, TLS_AES_128_GCM_SHA256"); absent: plaintext.
 	TLS string `json:"tls,omitempty"`
+	// UserDatabase is "postgres" with -user-postgres, else "sqlite".
+	UserDatabase string `json:"user_database"`
 }
 
 func run(ctx context.Context, o options) error {
@@ -300,14 +305,21 @@ func run(ctx context.Context, o options) error {
 	}
 	// Three User service processes differ only in their caches. They share
 	// one SQLite file, which production never does (one writer); here only
-	// "user" writes, while seeding, before any scenario reads.
+	// "user" writes, while seeding, before any scenario reads. With
+	// -user-postgres they share a PostgreSQL database, as replicas do.
+	userDB := "sqlite://" + filepath.Join(work, "user.db")
+	rep.UserDatabase = "sqlite"
+	if o.userPostgres != "" {
+		userDB = o.userPostgres
+		rep.UserDatabase = "postgres"
+	}
 	jwks := "http://" + addr(2) + "/.well-known/jwks.json"
 	if tr != nil {
 		jwks = "https://" + dial(2) + "/.well-known/jwks.json"
 	}
 	userEnv := func(grpc, http int, caches ...string) []string {
 		return append(append(append(append([]string{}, common...),
-			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL=sqlite://"+filepath.Join(work, "user.db"),
+			"GRPC_ADDR="+addr(grpc), "HTTP_ADDR="+addr(http), "DATABASE_URL="+userDB,
 			"JWKS_URL="+jwks,
 			"BOOTSTRAP_ADMIN_EMAIL=admin@example.com", "BOOTSTRAP_ADMIN_PASSWORD=bench keeps the keys",
 			// The seeding signs 50 users up from one address.
@@ -617,6 +629,9 @@ func markdown(rep Report) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Machine: %s, %s, %s. Servers pinned apart from the load generator: %v. Spans exported to the OTLP sink: %d.\n\n",
 		rep.Machine, rep.GoVersion, rep.Date, rep.Pinned, rep.Spans)
+	if rep.UserDatabase == "postgres" {
+		fmt.Fprintf(&b, "User service on PostgreSQL (-user-postgres): its three processes are replicas of one database.\n\n")
+	}
 	if rep.TLS != "" {
 		fmt.Fprintf(&b, "Over TLS (-tls): every server, the baseline included, served TLS (%s) with a certificate from a throwaway CA "+
 			"that the load generator verified, and the services called each other over TLS. Ratios compare TLS with TLS.\n\n", rep.TLS)

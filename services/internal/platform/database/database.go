@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/redact"
 )
 
@@ -57,9 +59,11 @@ func DialectOf(url string) (Dialect, error) {
 type DB struct {
 	sql     *sql.DB
 	dialect Dialect
-	url     string   // redacted
-	stmts   sync.Map // query text → *sql.Stmt, see stmt
-	closed  atomic.Bool
+	url     string // redacted
+	// pgConfig is the PostgreSQL connection settings, for Listen; nil on SQLite.
+	pgConfig *pgx.ConnConfig
+	stmts    sync.Map // query text → *sql.Stmt, see stmt
+	closed   atomic.Bool
 }
 
 // Open connects to url, checks the connection and applies the migrations in
@@ -86,7 +90,7 @@ func Open(ctx context.Context, url string, migrations fs.FS) (*DB, error) {
 	db := &DB{dialect: dialect, url: redact.URL(url)}
 	switch db.dialect {
 	case DialectPostgres:
-		db.sql, err = openPostgres(ctx, url)
+		db.sql, db.pgConfig, err = openPostgres(ctx, url)
 	default:
 		db.sql, err = openSQLite(ctx, url)
 	}

@@ -17,13 +17,15 @@ import (
 // connect_timeout.
 const defaultConnectTimeout = 2 * time.Second
 
-func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
+// openPostgres returns the pool and the connection settings it uses, for
+// the connections Listen opens outside it.
+func openPostgres(ctx context.Context, raw string) (*sql.DB, *pgx.ConnConfig, error) {
 	safe := redact.URL(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
 		// Without a parse we cannot tell which part is the password, so
 		// nothing from the input or from the parser goes into the message.
-		return nil, fmt.Errorf("database: invalid PostgreSQL URL %s", safe)
+		return nil, nil, fmt.Errorf("database: invalid PostgreSQL URL %s", safe)
 	}
 	secret, _ := u.User.Password()
 	if secret == "" {
@@ -31,7 +33,7 @@ func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
 	}
 	cfg, err := pgx.ParseConfig(raw)
 	if err != nil {
-		return nil, wrapf(err, secret, "database: invalid PostgreSQL URL %s", safe)
+		return nil, nil, wrapf(err, secret, "database: invalid PostgreSQL URL %s", safe)
 	}
 	if secret == "" {
 		secret = cfg.Password // from PGPASSWORD or a passfile
@@ -52,7 +54,7 @@ func openPostgres(ctx context.Context, raw string) (*sql.DB, error) {
 	db.SetConnMaxLifetime(30 * time.Minute)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
-		return nil, wrapf(err, secret, "database: connect to %s", safe)
+		return nil, nil, wrapf(err, secret, "database: connect to %s", safe)
 	}
-	return db, nil
+	return db, cfg, nil
 }

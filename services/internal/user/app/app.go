@@ -55,6 +55,9 @@ type App struct {
 	tls     *tlsfiles.Files
 	tracing *telemetry.Tracing
 	limits  ratelimit.Store
+	// userCache, on PostgreSQL, is kept correct across replicas by the
+	// users table's notifications, which serve listens for.
+	userCache *store.Cached
 }
 
 // New opens the database (running migrations), loads the key source,
@@ -112,8 +115,13 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 	}
 	var users user.Store = store.New(a.db)
 	if a.db.Dialect() == database.DialectSQLite {
-		// Only on SQLite is this process the database's one writer.
+		// On SQLite this process is the database's one writer.
 		users = store.NewCached(users, cfg.UserCacheSize)
+	} else {
+		// On PostgreSQL other replicas write too: the cache forgets what
+		// the users table announces, and serves nothing while not
+		// listening (Serve starts the listener).
+		users, a.userCache = store.NewShared(users, cfg.UserCacheSize)
 	}
 	a.Service = user.NewService(users, hasher, user.Options{
 		AllowSignup:  cfg.AllowSignup,
@@ -170,6 +178,17 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 			Help: "1 if the last fetch of the issuer's JWKS succeeded, 0 if it failed (the keys of the last success stay in force; a key published since is unknown).",
 		}, func() float64 {
 			if ks.LastFetchOK() {
+				return 1
+			}
+			return 0
+		}))
+	}
+	if c := a.userCache; c != nil {
+		a.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gatehouse_user_cache_live",
+			Help: "1 while this replica hears of every change to users (LISTEN on PostgreSQL) and may answer from its user cache, 0 while it reads every user from the database instead.",
+		}, func() float64 {
+			if c.Live() {
 				return 1
 			}
 			return 0
@@ -256,12 +275,20 @@ func (a *App) Serve(ctx context.Context, ls server.Listeners) error {
 	return a.serve(ctx, func(ctx context.Context) error { return a.Server.Serve(ctx, ls) })
 }
 
-// serve runs serve with the rate-limit purge beside it, then releases
+// serve runs serve with the rate-limit purge (and, on PostgreSQL, the user
+// cache's listener) beside it, then releases
 // everything.
 func (a *App) serve(ctx context.Context, serve func(context.Context) error) error {
 	purgeCtx, stopPurge := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { ratelimit.PurgeLoop(purgeCtx, a.limits, 10*time.Minute, a.log) })
+	if c := a.userCache; c != nil {
+		wg.Go(func() {
+			_ = a.db.Listen(purgeCtx, database.Listener{
+				Channel: store.ChangesChannel, Notify: c.Forget, Live: c.SetLive, Log: a.log,
+			})
+		})
+	}
 	err := serve(ctx)
 	stopPurge()
 	wg.Wait()

@@ -10,14 +10,23 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 )
 
-// Cached serves Get from memory in front of a store that only this process
-// writes: an authenticated GetUser is then no database read at all, which
-// was a third of its CPU on SQLite (make bench's profile).
+// ChangesChannel is the PostgreSQL notification channel on which the users
+// table announces the id of every user changed or deleted (migration
+// 00003), for NewShared's owner to pass to Forget.
+const ChangesChannel = "gatehouse_users"
+
+// Cached serves Get from memory: an authenticated GetUser is then no
+// database read at all, which was a third of its CPU on SQLite and every
+// call's round trip on PostgreSQL (make bench's profiles).
 //
-// It is correct only while every write goes through it, which is why the
-// User service uses it on SQLite alone: the database is a file on a volume
-// one replica mounts. With PostgreSQL, other replicas write too and an
-// entry could go stale, so there it is not used.
+// It stays correct two ways. NewCached trusts that every write goes
+// through it: SQLite, a file one replica mounts. NewShared is for a
+// database others write too (PostgreSQL, several replicas): the owner
+// calls Forget for each user changed elsewhere (the users table's trigger
+// announces every change over LISTEN/NOTIFY) and SetLive as that feed comes
+// and goes. Until SetLive(true), and from SetLive(false) on, Get reads the
+// store and keeps nothing, since changes made meanwhile are never
+// announced.
 //
 // Writes invalidate after they reach the store, success or not (an error
 // may come after the commit). A Get that read the store while a write was
@@ -34,8 +43,9 @@ type Cached struct {
 
 	mu      sync.Mutex
 	entries *simplelru.LRU[string, user.User] // under mu
-	gen     uint64                            // writes begun or ended; under mu
+	gen     uint64                            // writes begun or ended, forgets; under mu
 	writing int                               // writes in flight; under mu
+	live    bool                              // entries may be served and kept; under mu
 }
 
 // NewCached returns store with up to size users cached by id, or store
@@ -48,16 +58,66 @@ func NewCached(store user.Store, size int) user.Store {
 	if err != nil {
 		return store // only for size <= 0, excluded above
 	}
-	return &Cached{store: store, entries: entries}
+	return &Cached{store: store, entries: entries, live: true}
+}
+
+// NewShared returns store with up to size users cached by id, for a store
+// other processes write too: it caches nothing until SetLive(true), and
+// relies on Forget for every change it did not make itself. Size <= 0
+// returns store itself, which is always correct.
+func NewShared(store user.Store, size int) (user.Store, *Cached) {
+	s := NewCached(store, size)
+	c, ok := s.(*Cached)
+	if !ok {
+		return store, nil
+	}
+	c.live = false
+	return c, c
+}
+
+// Forget drops what is known of the user with id: another process changed
+// or deleted it. A read in flight keeps nothing.
+func (c *Cached) Forget(id string) {
+	c.mu.Lock()
+	c.gen++
+	c.entries.Remove(id)
+	c.mu.Unlock()
+}
+
+// SetLive says whether the feed of other processes' changes is connected.
+// Going down forgets everything, because changes may now go unannounced,
+// and nothing is kept until it is up again; either edge also makes a read
+// in flight keep nothing, so no entry read before an unannounced change
+// can outlive it.
+func (c *Cached) SetLive(live bool) {
+	c.mu.Lock()
+	c.gen++
+	c.entries.Purge()
+	c.live = live
+	c.mu.Unlock()
+}
+
+// Live reports whether Get may answer from memory.
+func (c *Cached) Live() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live
+}
+
+// Len reports how many users are in memory.
+func (c *Cached) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries.Len()
 }
 
 // Get returns the user with id from memory or, on a miss, from the store.
 func (c *Cached) Get(ctx context.Context, id string) (user.User, error) {
 	c.mu.Lock()
 	u, ok := c.entries.Get(id)
-	gen, writing := c.gen, c.writing
+	gen, writing, live := c.gen, c.writing, c.live
 	c.mu.Unlock()
-	if ok {
+	if ok && live {
 		return clone(u), nil
 	}
 	u, err := c.store.Get(ctx, id)
@@ -65,7 +125,7 @@ func (c *Cached) Get(ctx context.Context, id string) (user.User, error) {
 		return user.User{}, err
 	}
 	c.mu.Lock()
-	if writing == 0 && c.gen == gen {
+	if live && writing == 0 && c.gen == gen {
 		c.entries.Add(id, clone(u))
 	}
 	c.mu.Unlock()
