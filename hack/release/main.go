@@ -23,7 +23,7 @@ const usage = `usage:
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New(usage)
+		return errors.New(strings.TrimSpace(usage))
 	}
 	switch args[0] {
 	case "images":
@@ -31,7 +31,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "verify":
 		return runVerify(args[1:], stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q\n%s", args[0], usage)
+		return fmt.Errorf("unknown command %q\n%s", args[0], strings.TrimSpace(usage))
 	}
 }
 
