@@ -395,7 +395,7 @@ func run(ctx context.Context, o options) error {
 			_, err := c.users["user-nocache"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
 			return err
 		}},
-		{name: "GetUser, user cache off", pids: []string{"user-nousercache"}, note: "every call reads SQLite", call: func(ctx context.Context, _, i int) error {
+		{name: "GetUser, user cache off", pids: []string{"user-nousercache"}, note: "every call reads the database", call: func(ctx context.Context, _, i int) error {
 			_, err := c.users["user-nousercache"][i].GetUser(adminCtx, &userv1.GetUserRequest{Id: adminID})
 			return err
 		}},
