@@ -5,6 +5,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 BIN       := $(CURDIR)/bin
+, := ,
 TOOLS_MOD := hack/tools/go.mod
 export PATH := $(BIN):$(PATH)
 
@@ -173,6 +174,10 @@ release-verify: $(BIN)/cosign $(BIN)/helm ## Verify release VERSION in REGISTRY 
 .PHONY: bench
 bench: ## Side-by-side benchmark: bare grpc-go vs Gatehouse (QPS, p50/p99, CPU/call, RSS); writes bench-results/
 	go run ./hack/bench $(BENCH_FLAGS)
+
+.PHONY: bench-scale
+bench-scale: ## Cost against data size: seeds SCALE_SIZES (users:families, default 1k:10k, 100k:1M, 1M:10M) into SQLite and, with SCALE_POSTGRES=URL, PostgreSQL, and times each operation's queries (p50/p99, ratio to the smallest), with bytes per user and per family. Tens of minutes; not in CI
+	go run ./services/internal/seeding/cmd/scale -sizes $(or $(SCALE_SIZES),1000:10000$(,)100000:1000000$(,)1000000:10000000) $(if $(SCALE_POSTGRES),-postgres '$(SCALE_POSTGRES)') $(SCALE_FLAGS)
 
 .PHONY: bench-go
 bench-go: ## Go micro-benchmarks of the hot paths (token verify, interceptor, stores)

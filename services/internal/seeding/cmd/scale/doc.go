@@ -1,0 +1,26 @@
+// Command scale measures how the cost of Gatehouse's database work grows
+// with its data (make bench-scale). For each size N users / M refresh
+// families it seeds fresh databases (package seeding: valid rows, one
+// argon2id hash reused), then times, through the services' own stores,
+// the queries behind each operation, one call at a time, on random rows:
+//
+//	GetUser             user store Get (the user cache's miss; every
+//	                    authenticated call's current-user check on a miss)
+//	Login (lookup)      user store GetByEmail (the hash check is argon2id,
+//	                    constant, and left out)
+//	ListUsers           List, the first page and a page 90% deep (keyset)
+//	RefreshToken        refresh store Lookup then Rotate
+//	RevokeAllSessions   RevokeUserFamilies of one user
+//	purge               PurgeExpired with nothing to purge: the scan the
+//	                    background purge makes every interval
+//	start               database.Open with the migrations, on the seeded
+//	                    database (what every start pays)
+//
+// and the database's size per user and per family. The gRPC layer above
+// costs the same whatever the size, so a ratio that grows here grows there.
+//
+//	go run ./services/internal/seeding/cmd/scale [-postgres URL] [-sizes 1000:10000,100000:1000000] [-samples 2000]
+//
+// -postgres names a server whose role may CREATE DATABASE; without it only
+// SQLite is measured. Results go to stdout as a Markdown table.
+package main
