@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -166,10 +167,17 @@ func flatten(img v1.Image) ([]entry, error) {
 }
 
 // platformImage is one layer holding fsys with binPath's contents replaced
-// by binary, under the source image's config set to platform p. Headers
-// (owners, modes, times) are kept, so the only differences between the
-// platforms' images are the binary and the architecture.
+// by binary, under the source image's config set to platform p. Owners and
+// modes are kept; every time is the image's creation label (the release
+// sets it to the commit's time), because Docker stamps the build's own
+// time on the config and on directories it creates. So the only
+// differences between the platforms' images are the binary and the
+// architecture, and the same commit and version give the same digests.
 func platformImage(srcCfg *v1.ConfigFile, fsys []entry, binPath string, binary []byte, p v1.Platform) (v1.Image, error) {
+	created := srcCfg.Created.Time
+	if t, err := time.Parse(time.RFC3339, srcCfg.Config.Labels["org.opencontainers.image.created"]); err == nil {
+		created = t.UTC()
+	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range fsys {
@@ -186,6 +194,9 @@ func platformImage(srcCfg *v1.ConfigFile, fsys []entry, binPath string, binary [
 		if h.Name == "/" || h.Name == "" {
 			continue
 		}
+		h.ModTime, h.AccessTime, h.ChangeTime = created, time.Time{}, time.Time{}
+		h.Uname, h.Gname = "", ""
+		h.PAXRecords = nil
 		h.Format = tar.FormatPAX
 		if err := tw.WriteHeader(&h); err != nil {
 			return nil, err
@@ -207,7 +218,7 @@ func platformImage(srcCfg *v1.ConfigFile, fsys []entry, binPath string, binary [
 	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.Append(base, mutate.Addendum{
 		Layer:   layer,
-		History: v1.History{Created: srcCfg.Created, CreatedBy: "gatehouse release: the Dockerfile's image, " + binPath + " built for " + p.String()},
+		History: v1.History{Created: v1.Time{Time: created}, CreatedBy: "gatehouse release: the Dockerfile's image, " + binPath + " built for " + p.String()},
 	})
 	if err != nil {
 		return nil, err
@@ -217,9 +228,11 @@ func platformImage(srcCfg *v1.ConfigFile, fsys []entry, binPath string, binary [
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.Created = srcCfg.Created
+	cfg.Created = v1.Time{Time: created}
 	cfg.Author = srcCfg.Author
 	cfg.Config = *srcCfg.Config.DeepCopy()
+	// Docker's id of the build's parent step: a local id, new every build.
+	cfg.Config.Image = ""
 	cfg.OS, cfg.Architecture, cfg.Variant = p.OS, p.Architecture, p.Variant
 	return mutate.ConfigFile(img, cfg)
 }

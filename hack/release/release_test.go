@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"debug/buildinfo"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -59,37 +61,46 @@ func newFixture(t *testing.T) fixture {
 		bins[p] = out
 	}
 
-	// The base image: the amd64 binary plus the files the Dockerfile adds,
-	// with the Dockerfile's kind of config.
+	base := writeBase(t, filepath.Join(dir, "base.tar"), bins["linux/amd64"], time.Unix(1700000000, 0))
+	srv := httptest.NewServer(registry.New(registry.Logger(nullLogger())))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return fixture{base: base, bins: bins, registry: u.Host + "/gatehouse"}
+}
+
+// writeBase writes the base image as docker save would: the amd64 binary
+// plus the files the Dockerfile adds, with the Dockerfile's kind of config.
+// built is when Docker built it: the config's time and the files' times,
+// which vary from build to build; the creation label does not.
+func writeBase(t *testing.T, path, amd64 string, built time.Time) string {
+	t.Helper()
 	layer := tarLayer(t, map[string]string{
 		"etc/passwd": "gatehouse:x:65532:65532::/data:/sbin/nologin\n",
-		"user":       string(mustRead(t, bins["linux/amd64"])),
-	})
+		"user":       string(mustRead(t, amd64)),
+	}, built)
 	img, err := mutate.AppendLayers(empty.Image, layer)
 	must(t, err)
 	cf, err := img.ConfigFile()
 	must(t, err)
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Created = v1.Time{Time: built}
 	cf.Config = v1.Config{
 		User:       "65532:65532",
+		Image:      fmt.Sprintf("sha256:%064x", built.Unix()), // Docker's parent step, new every build
 		Entrypoint: []string{"/user"},
 		Env:        []string{"DATABASE_URL=sqlite:///data/user.db"},
 		Labels: map[string]string{
 			"org.opencontainers.image.version":  version,
 			"org.opencontainers.image.licenses": "Apache-2.0",
+			"org.opencontainers.image.created":  "2026-12-01T10:00:00Z",
 		},
 	}
 	img, err = mutate.ConfigFile(img, cf)
 	must(t, err)
-	base := filepath.Join(dir, "base.tar")
 	tag, _ := name.NewTag("gatehouse.local/gatehouse-user:" + version)
-	must(t, tarball.WriteToFile(base, tag, img))
-
-	srv := httptest.NewServer(registry.New(registry.Logger(nullLogger())))
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL)
-	return fixture{base: base, bins: bins, registry: u.Host + "/gatehouse"}
+	must(t, tarball.WriteToFile(path, tag, img))
+	return path
 }
 
 func (f fixture) push(t *testing.T, extra ...string) (string, error) {
@@ -101,6 +112,24 @@ func (f fixture) push(t *testing.T, extra ...string) (string, error) {
 	var out, errb bytes.Buffer
 	err := run(append(args, extra...), &out, &errb)
 	return strings.TrimSpace(out.String()), err
+}
+
+// TestReleaseIsReproducible: two Docker builds of the same commit differ
+// in their build times; the release pushed from either is the same bytes.
+func TestReleaseIsReproducible(t *testing.T) {
+	f := newFixture(t)
+	first, err := f.push(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.base = writeBase(t, filepath.Join(t.TempDir(), "rebuilt.tar"), f.bins["linux/amd64"], time.Unix(1800000000, 0))
+	second, err := f.push(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != second {
+		t.Fatalf("the same commit released twice gave two indexes:\n%s\n%s", first, second)
+	}
 }
 
 func TestReleaseImagesThenVerify(t *testing.T) {
@@ -237,13 +266,13 @@ func TestParsePlatform(t *testing.T) {
 	}
 }
 
-func tarLayer(t *testing.T, files map[string]string) v1.Layer {
+func tarLayer(t *testing.T, files map[string]string, mtime time.Time) v1.Layer {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	must(t, tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}))
+	must(t, tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}))
 	for _, n := range []string{"etc/passwd", "user"} {
-		must(t, tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(files[n]))}))
+		must(t, tw.WriteHeader(&tar.Header{Name: n, Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(files[n])), ModTime: mtime}))
 		_, err := tw.Write([]byte(files[n]))
 		must(t, err)
 	}
