@@ -50,7 +50,11 @@ for svc in user auth; do
   ref=$REGISTRY/gatehouse-$svc:$VERSION
   out=$(cosign_verify "$COSIGN_PUB" "$ref") || die "cosign verify $ref: no valid signature by $COSIGN_PUB"
   step "$ref: index signature verified"
-  if cosign_verify "$work/stranger.pub" "$ref" >/dev/null; then die "cosign verify $ref passed with a key that never signed it"; fi
+  # Refused for the right reason: no signature matches, not an unreachable registry.
+  if stranger=$("$BIN/cosign" verify --key "$work/stranger.pub" --insecure-ignore-tlog=true "${cosign_http[@]}" "$ref" 2>&1); then
+    die "cosign verify $ref passed with a key that never signed it"
+  fi
+  grep -q 'no matching signatures' <<<"$stranger" || die "cosign verify with a foreign key failed for another reason: $stranger"
   # The structure first: one line per platform image, "REPO@DIGEST OS/ARCH[/VARIANT]: ...".
   lines=$("$BIN/release-tool" verify -ref "$ref" -version "$VERSION" -service "$svc" -platforms "$PLATFORMS") ||
     die "$ref: the images are not what a release promises (above)"
@@ -83,9 +87,10 @@ chart_digest=$(digest_of "$REGISTRY/charts/gatehouse:$chart_version")
 cosign_verify "$COSIGN_PUB" "$chart_digest" >/dev/null || die "cosign verify $chart_digest: the chart is not signed by $COSIGN_PUB"
 app=$("$BIN/helm" show chart "$work/gatehouse-$chart_version.tgz" | sed -n 's/^appVersion: //p' | tr -d '"')
 [[ $app == "$VERSION" ]] || die "the chart's appVersion is '$app', want $VERSION"
-images=$("$BIN/helm" template gatehouse "$work/gatehouse-$chart_version.tgz" 2>&1 |
-  sed -n 's/^ *image: "\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | grep '/gatehouse-\(user\|auth\):' | sort -u) ||
-  die "helm template of the pulled chart failed"
+rendered=$("$BIN/helm" template gatehouse "$work/gatehouse-$chart_version.tgz" 2>&1) ||
+  die "helm template of the pulled chart failed: $rendered"
+# Every image the defaults pull, whatever its form: the release's two and nothing else.
+images=$(sed -n 's/^ *-\{0,1\} *image: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' <<<"$rendered" | sort -u)
 want=$(printf '%s\n' "$REGISTRY/gatehouse-auth:$VERSION" "$REGISTRY/gatehouse-user:$VERSION")
 [[ $images == "$want" ]] || die "the chart's defaults pull
 $images

@@ -98,8 +98,12 @@ mkdir -p "$DIST/bin" "$DIST/sbom"
 # commit's time (the same commit gives the same labels), saved for
 # hack/release to re-target to each platform.
 CREATED=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ)
-mapfile -t built < <(VERSION=$VERSION IMAGE_TAG=$VERSION IMAGE_REPO=gatehouse.local/release CREATED=$CREATED hack/images.sh) ||
+# Its output to a file, so its exit status counts (a size over the limit
+# fails after both references are printed).
+VERSION=$VERSION IMAGE_TAG=$VERSION IMAGE_REPO=gatehouse.local/release CREATED=$CREATED hack/images.sh >"$DIST/images.txt" ||
   die "hack/images.sh failed"
+mapfile -t built <"$DIST/images.txt"
+rm -f "$DIST/images.txt"
 ((${#built[@]} == 2)) || die "hack/images.sh printed ${#built[@]} references, want 2: ${built[*]}"
 IFS=, read -ra platforms <<<"$PLATFORMS"
 for p in "${platforms[@]}"; do
@@ -132,8 +136,11 @@ quiet() {
 }
 cosign_sign() { quiet "$BIN/cosign" sign --yes --key "$COSIGN_KEY" --tlog-upload=false "${cosign_http[@]}" "$@"; }
 for svc in user auth; do
-  repo=$(jq -r .repository "$DIST/$svc.json")
-  index=$(jq -r .index "$DIST/$svc.json")
+  repo=$(jq -er .repository "$DIST/$svc.json") && index=$(jq -er .index "$DIST/$svc.json") &&
+    jq -r '.platforms | to_entries[] | [.key, .value] | @tsv' "$DIST/$svc.json" >"$DIST/$svc.platforms" ||
+    die "$DIST/$svc.json does not say what was pushed"
+  [[ $(wc -l <"$DIST/$svc.platforms") -eq ${#platforms[@]} ]] ||
+    die "$DIST/$svc.json lists $(wc -l <"$DIST/$svc.platforms") platforms, want ${#platforms[@]}"
   while IFS=$'\t' read -r p digest; do
     os=${p%%/*} arch=${p#*/}
     sbom=$DIST/sbom/$svc-$os-${arch%%/*}.spdx.json
@@ -142,7 +149,8 @@ for svc in user auth; do
       die "syft failed on $repo@$digest"
     quiet "$BIN/cosign" attest --yes --key "$COSIGN_KEY" --tlog-upload=false "${cosign_http[@]}" \
       --type spdxjson --predicate "$sbom" "$repo@$digest" || die "cosign attest $repo@$digest failed"
-  done < <(jq -r '.platforms | to_entries[] | [.key, .value] | @tsv' "$DIST/$svc.json")
+  done <"$DIST/$svc.platforms"
+  rm -f "$DIST/$svc.platforms"
   step "$svc: signing the index and its images"
   cosign_sign --recursive "$repo@$index" || die "cosign sign $repo@$index failed"
 done

@@ -46,13 +46,14 @@ func newFixture(t *testing.T) fixture {
 	}
 	// A program with one dependency-free main package and a version stamp
 	// the way the Makefile sets it.
-	must(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.com/user\n\ngo 1.24\n"), 0o644))
-	must(t, os.WriteFile(filepath.Join(src, "main.go"), []byte("package main\n\nvar Version = \"dev\"\n\nfunc main() { println(Version) }\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "go.mod"), []byte("module example.com/gatehouse\n\ngo 1.24\n"), 0o644))
+	must(t, os.MkdirAll(filepath.Join(src, "services", "user"), 0o755))
+	must(t, os.WriteFile(filepath.Join(src, "services", "user", "main.go"), []byte("package main\n\nvar Version = \"dev\"\n\nfunc main() { println(Version) }\n"), 0o644))
 	bins := map[string]string{}
 	for _, p := range []string{"linux/amd64", "linux/arm64"} {
 		goos, goarch, _ := strings.Cut(p, "/")
 		out := filepath.Join(dir, goarch, "user")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.Version="+version+" -X x/buildinfo.Version="+version, "-o", out, ".")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.Version="+version+" -X x/buildinfo.Version="+version, "-o", out, "./services/user")
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOFLAGS=", "GOWORK=off")
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -215,12 +216,24 @@ func TestCheckSBOM(t *testing.T) {
 	for _, d := range bi.Deps {
 		full = append(full, pkg{d.Path, d.Version})
 	}
-	write := func(pkgs []pkg) string {
-		b, _ := json.Marshal(map[string]any{"spdxVersion": "SPDX-2.3", "packages": pkgs})
+	const repo, digest = "localhost:5001/gatehouse/gatehouse-user", "sha256:6cf6a40bfd6f3a5aadbca7a3278d1169abbd49fc8241a9672fc93a4740bf8c5b"
+	type root struct {
+		SPDXID      string `json:"SPDXID"`
+		Name        string `json:"name"`
+		VersionInfo string `json:"versionInfo"`
+	}
+	writeFor := func(pkgs []pkg, r root) string {
+		all := []any{r}
+		for _, p := range pkgs {
+			all = append(all, p)
+		}
+		b, _ := json.Marshal(map[string]any{"spdxVersion": "SPDX-2.3", "packages": all})
 		f := filepath.Join(t.TempDir(), "sbom.json")
 		must(t, os.WriteFile(f, b, 0o644))
 		return f
 	}
+	ours := root{"SPDXRef-DocumentRoot-Image-x", repo, digest}
+	write := func(pkgs []pkg) string { return writeFor(pkgs, ours) }
 	for _, tc := range []struct {
 		name    string
 		file    string
@@ -230,6 +243,8 @@ func TestCheckSBOM(t *testing.T) {
 		{"one module missing", write(full[:len(full)-1]), "lacks 1 of the binary's"},
 		{"wrong version", write(append(append([]pkg{}, full[:len(full)-1]...), pkg{full[len(full)-1].Name, "v0.0.0-wrong"})), "lacks 1 of the binary's"},
 		{"no stdlib", write(full[1:]), "stdlib@"},
+		{"another image's", writeFor(full, root{"SPDXRef-DocumentRoot-Image-x", repo, "sha256:" + strings.Repeat("0", 64)}), "describes"},
+		{"no document root", writeFor(full, root{"SPDXRef-Package-x", repo, digest}), "describes"},
 		{"not JSON", func() string {
 			f := filepath.Join(t.TempDir(), "x")
 			must(t, os.WriteFile(f, []byte("<html>"), 0o644))
@@ -237,7 +252,7 @@ func TestCheckSBOM(t *testing.T) {
 		}(), "not SPDX JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := checkSBOM(tc.file, bi)
+			_, err := checkSBOM(tc.file, bi, repo, digest)
 			if tc.wantErr == "" && err != nil {
 				t.Fatal(err)
 			}
@@ -245,6 +260,22 @@ func TestCheckSBOM(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestHasStamp(t *testing.T) {
+	for _, tc := range []struct {
+		bin  string
+		want bool
+	}{
+		{"xxv1.0.0yy", true},
+		{"dep\tgithub.com/alexedwards/argon2id\tv1.0.0\th1:abc", false},
+		{"dep\tx\tv1.0.0\th1:abc\n...v1.0.0", true},
+		{"", false},
+	} {
+		if got := hasStamp([]byte(tc.bin), "v1.0.0"); got != tc.want {
+			t.Errorf("hasStamp(%q) = %v", tc.bin, got)
+		}
 	}
 }
 

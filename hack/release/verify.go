@@ -159,38 +159,62 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("verify: %s: %s: %w", p, binPath, err)
 		}
 		bi, _ := buildinfo.Read(bytes.NewReader(bin))
+		if !strings.HasSuffix(bi.Path, "/services/"+*service) {
+			return fmt.Errorf("verify: %s: %s is the program %s, not the %s service", p, binPath, bi.Path, *service)
+		}
 		// -trimpath keeps -ldflags out of the build information, so the
-		// stamp is looked for as the string -X wrote.
-		if !bytes.Contains(bin, []byte(*version)) {
+		// stamp is looked for as the string -X wrote, not as a module's
+		// version in the embedded module list ("\tv1.0.0\t").
+		if !hasStamp(bin, *version) {
 			return fmt.Errorf("verify: %s: %s does not carry the version string %q (-X ...buildinfo.Version)", p, binPath, *version)
 		}
 		line := fmt.Sprintf("%s@%s %s: %s %s, %d modules, user %s", ref.Context(), m.Digest, p, elfMachine[p.Architecture], bi.GoVersion, len(bi.Deps), cfg.Config.User)
 		if *sbomDir != "" {
 			f := filepath.Join(*sbomDir, fmt.Sprintf("%s-%s-%s.spdx.json", *service, p.OS, p.Architecture))
-			n, err := checkSBOM(f, bi)
+			n, err := checkSBOM(f, bi, ref.Context().String(), m.Digest.String())
 			if err != nil {
 				return fmt.Errorf("verify: %s: SBOM: %w", p, err)
 			}
-			line += fmt.Sprintf("; SBOM lists all %d modules and %s", n, bi.GoVersion)
+			line += fmt.Sprintf("; its SBOM describes this digest and lists all %d modules and %s", n, bi.GoVersion)
 		}
 		fmt.Fprintln(stdout, line)
 	}
 	return nil
 }
 
+// hasStamp reports whether version occurs in bin other than as a module
+// version of the embedded module list, where it stands between tabs.
+func hasStamp(bin []byte, version string) bool {
+	v := []byte(version)
+	for i := 0; ; {
+		j := bytes.Index(bin[i:], v)
+		if j < 0 {
+			return false
+		}
+		at := i + j
+		if at == 0 || bin[at-1] != '\t' {
+			return true
+		}
+		i = at + 1
+	}
+}
+
 // spdx is the part of an SPDX 2.3 JSON document checked here.
 type spdx struct {
 	SPDXVersion string `json:"spdxVersion"`
 	Packages    []struct {
+		SPDXID      string `json:"SPDXID"`
 		Name        string `json:"name"`
 		VersionInfo string `json:"versionInfo"`
 	} `json:"packages"`
 }
 
-// checkSBOM reads an SPDX document and requires every module the binary
-// was linked from, and its Go standard library, to be listed at the
-// version the binary carries: an SBOM that misses one is no inventory.
-func checkSBOM(file string, bi *buildinfo.BuildInfo) (int, error) {
+// checkSBOM reads an SPDX document and requires it to describe the image
+// repo@digest (syft's document root names the image and its manifest
+// digest), and every module the binary was linked from, and its Go
+// standard library, to be listed at the version the binary carries: an
+// SBOM of another image, or one that misses a module, is no inventory.
+func checkSBOM(file string, bi *buildinfo.BuildInfo, repo, digest string) (int, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0, err
@@ -203,8 +227,15 @@ func checkSBOM(file string, bi *buildinfo.BuildInfo) (int, error) {
 		return 0, fmt.Errorf("%s: spdxVersion %q", file, doc.SPDXVersion)
 	}
 	have := map[string]bool{}
+	var roots []string
 	for _, p := range doc.Packages {
 		have[p.Name+"@"+p.VersionInfo] = true
+		if strings.HasPrefix(p.SPDXID, "SPDXRef-DocumentRoot-") {
+			roots = append(roots, p.Name+"@"+p.VersionInfo)
+		}
+	}
+	if !slices.Contains(roots, repo+"@"+digest) {
+		return 0, fmt.Errorf("%s describes %v, not %s@%s", file, roots, repo, digest)
 	}
 	var missing []string
 	for _, d := range bi.Deps {
