@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,9 +30,10 @@ type Listener struct {
 	// is never announced.
 	Live func(live bool)
 	// Keepalive is how long a quiet connection waits before it is checked
-	// with a ping (default 10s); with PingTimeout (default 2s) it bounds
-	// how long a connection that died silently, packets dropped, goes
-	// unnoticed.
+	// (default 10s): Listen sends itself a notification and expects it
+	// back within PingTimeout (default 2s), as it does before going live.
+	// Together they bound how long a connection that died silently, or
+	// one that stopped delivering, goes unnoticed.
 	Keepalive   time.Duration
 	PingTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait between reconnection
@@ -108,6 +110,37 @@ func (db *DB) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l *Listener, 
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.Channel}.Sanitize()); err != nil {
 		return sanitize(err, cfg.Password)
 	}
+	// Live only once a notification is seen to arrive: behind a pooler
+	// in transaction mode (PgBouncer) LISTEN succeeds and nothing ever
+	// comes, and a cache that believed itself told would go stale.
+	var probes uint64
+	probe := func() error {
+		probes++
+		payload := fmt.Sprintf("%s%d", probePrefix, probes)
+		pctx, cancel := context.WithTimeout(ctx, l.PingTimeout)
+		defer cancel()
+		if _, err := conn.Exec(pctx, "SELECT pg_notify($1, $2)", l.Channel, payload); err != nil {
+			return sanitize(err, cfg.Password)
+		}
+		for {
+			n, err := conn.WaitForNotification(pctx)
+			if err != nil {
+				if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+					return fmt.Errorf("a notification sent on %q did not come back within %s (a connection pooler in transaction mode?)", l.Channel, l.PingTimeout)
+				}
+				return sanitize(err, cfg.Password)
+			}
+			if n.Payload == payload {
+				return nil
+			}
+			if !strings.HasPrefix(n.Payload, probePrefix) {
+				l.Notify(n.Payload)
+			}
+		}
+	}
+	if err := probe(); err != nil {
+		return err
+	}
 	connected()
 	l.Live(true)
 	defer l.Live(false)
@@ -117,22 +150,25 @@ func (db *DB) listenOnce(ctx context.Context, cfg *pgx.ConnConfig, l *Listener, 
 		cancel()
 		switch {
 		case err == nil:
-			l.Notify(n.Payload)
+			if !strings.HasPrefix(n.Payload, probePrefix) {
+				l.Notify(n.Payload)
+			}
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			// Quiet for Keepalive: make sure the server is still there.
-			ping, cancel := context.WithTimeout(ctx, l.PingTimeout)
-			err := conn.Ping(ping)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("keepalive: %w", sanitize(err, cfg.Password))
+			// Quiet for Keepalive: make sure notifications still arrive.
+			if err := probe(); err != nil {
+				return fmt.Errorf("keepalive: %w", err)
 			}
 		default:
 			return sanitize(err, cfg.Password)
 		}
 	}
 }
+
+// probePrefix marks the notifications Listen sends itself to check that
+// they arrive; they are never passed to Notify.
+const probePrefix = "gatehouse-listen-probe:"
 
 // sanitize keeps the password out of a connection error's text.
 func sanitize(err error, secret string) error {

@@ -12,8 +12,12 @@ import (
 
 // ChangesChannel is the PostgreSQL notification channel on which the users
 // table announces the id of every user changed or deleted (migration
-// 00003), for NewShared's owner to pass to Forget.
-const ChangesChannel = "gatehouse_users"
+// 00003), for NewShared's owner to pass to Forget; AllUsers, after a
+// TRUNCATE.
+const (
+	ChangesChannel = "gatehouse_users"
+	AllUsers       = "*"
+)
 
 // Cached serves Get from memory: an authenticated GetUser is then no
 // database read at all, which was a third of its CPU on SQLite and every
@@ -75,12 +79,17 @@ func NewShared(store user.Store, size int) (user.Store, *Cached) {
 	return c, c
 }
 
-// Forget drops what is known of the user with id: another process changed
-// or deleted it. A read in flight keeps nothing.
+// Forget drops what is known of the user with id (of every user, for
+// AllUsers): another process changed or deleted it. A read in flight
+// keeps nothing.
 func (c *Cached) Forget(id string) {
 	c.mu.Lock()
 	c.gen++
-	c.entries.Remove(id)
+	if id == AllUsers {
+		c.entries.Purge()
+	} else {
+		c.entries.Remove(id)
+	}
 	c.mu.Unlock()
 }
 

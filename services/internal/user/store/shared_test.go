@@ -144,6 +144,27 @@ func TestSharedCacheAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestSharedCacheForgetsATruncate: TRUNCATE fires no row trigger; the
+// statement trigger's "*" makes every replica forget everyone.
+func TestSharedCacheForgetsATruncate(t *testing.T) {
+	url := dbtest.PostgresURL(t)
+	a := newReplica(t, url, database.Listener{})
+	b := newReplica(t, url, database.Listener{})
+	ctx := context.Background()
+	u := mustCreate(t, ctx, b.users, newUser(t, "truncated@example.com"))
+	if _, err := a.users.Get(ctx, u.ID); err != nil || a.cache.Len() != 1 {
+		t.Fatalf("Get: %v; A caches %d", err, a.cache.Len())
+	}
+	if _, err := b.db.SQL().ExecContext(ctx, `TRUNCATE users`); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "A forgets the truncated user", func() bool {
+		_, err := a.users.Get(ctx, u.ID)
+		return errors.Is(err, user.ErrNotFound)
+	})
+	t.Logf("replica A forgot the truncated table after %s", took.Round(100*time.Microsecond))
+}
+
 // TestSharedCacheWhileNotListening: when A's listening connection dies,
 // changes made before it listens again are never announced. A must not
 // answer from memory meanwhile, and must forget what it held once it
