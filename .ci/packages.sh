@@ -11,6 +11,8 @@ need=()
 command -v pg_ctlcluster >/dev/null && [[ -n "$(ls /usr/lib/postgresql 2>/dev/null)" ]] || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v jq >/dev/null || need+=(jq)
+# hack/kind/registry.sh waits for the local registry with curl.
+command -v curl >/dev/null || need+=(curl)
 # The air-gapped kind node and PostgreSQL images start from a debootstrap'd rootfs.
 command -v debootstrap >/dev/null || need+=(debootstrap)
 # Node.js runs npm's jose against live tokens (hack/interop/jose). Machines

@@ -24,7 +24,7 @@ set -euo pipefail
 _prog=kind-registry
 source "$(dirname "$0")/lib.sh"
 source "$KIND_DIR/tools.sh"
-need docker
+need docker curl
 need_docker
 ensure_kind
 ensure_kubectl
