@@ -16,25 +16,14 @@
 # Environment: VERSION, REGISTRY, COSIGN_PUB (required); PLATFORMS
 # (linux/amd64,linux/arm64); PLAIN_HTTP (as hack/release.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-start=$SECONDS
-step() { echo "release-verify: [$((SECONDS - start))s] $*" >&2; }
-die() { echo "release-verify: ERROR: $*" >&2; exit 1; }
+_prog=release-verify
 : "${VERSION:?VERSION is required}"
 : "${REGISTRY:?REGISTRY is required}"
 : "${COSIGN_PUB:?COSIGN_PUB (the release public key) is required}"
+source "$(dirname "$0")/release-lib.sh"
 [[ -s $COSIGN_PUB ]] || die "COSIGN_PUB=$COSIGN_PUB is missing or empty"
-REGISTRY=${REGISTRY%/}
-PLATFORMS=${PLATFORMS:-linux/amd64,linux/arm64}
-BIN=$PWD/bin
 chart_version=${VERSION#v}
-if [[ -z ${PLAIN_HTTP:-} ]]; then
-  case $REGISTRY in localhost:* | localhost/* | 127.0.0.1:* | 127.0.0.1/*) PLAIN_HTTP=1 ;; *) PLAIN_HTTP=0 ;; esac
-fi
-helm_http=() cosign_http=()
-if [[ $PLAIN_HTTP == 1 ]]; then helm_http=(--plain-http) cosign_http=(--allow-http-registry); fi
-for t in cosign helm; do [[ -x $BIN/$t ]] || make --no-print-directory "bin/$t" >&2 || die "building $t failed"; done
-(cd hack/release && go build -o "$BIN/release-tool" .) || die "building hack/release failed"
+need_tools cosign helm
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -48,7 +37,7 @@ digest_of() { "$BIN/cosign" triangulate --type digest "${cosign_http[@]}" "$1" 2
 
 for svc in user auth; do
   ref=$REGISTRY/gatehouse-$svc:$VERSION
-  out=$(cosign_verify "$COSIGN_PUB" "$ref") || die "cosign verify $ref: no valid signature by $COSIGN_PUB"
+  cosign_verify "$COSIGN_PUB" "$ref" >/dev/null || die "cosign verify $ref: no valid signature by $COSIGN_PUB"
   step "$ref: index signature verified"
   # Refused for the right reason: no signature matches, not an unreachable registry.
   if stranger=$("$BIN/cosign" verify --key "$work/stranger.pub" --insecure-ignore-tlog=true "${cosign_http[@]}" "$ref" 2>&1); then

@@ -36,18 +36,12 @@
 #   PLAIN_HTTP   1: the registry speaks plain HTTP (default: 1 for
 #                localhost and 127.0.0.1, as Docker assumes)
 set -euo pipefail
-cd "$(dirname "$0")/.."
-start=$SECONDS
-step() { echo "release: [$((SECONDS - start))s] $*" >&2; }
-die() { echo "release: ERROR: $*" >&2; exit 1; }
-
+_prog=release
 : "${VERSION:?VERSION=vX.Y.Z is required}"
 : "${REGISTRY:?REGISTRY=host[:port][/path] is required}"
 : "${COSIGN_KEY:?COSIGN_KEY is required (cosign generate-key-pair makes one)}"
-PLATFORMS=${PLATFORMS:-linux/amd64,linux/arm64}
+source "$(dirname "$0")/release-lib.sh"
 DIST=${DIST:-dist/$VERSION}
-REGISTRY=${REGISTRY%/}
-BIN=$PWD/bin
 export PATH=$BIN:$PATH
 
 semver='^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$'
@@ -56,16 +50,6 @@ chart_version=${VERSION#v}
 release_line=${chart_version%%-*}
 prerelease=0
 [[ $chart_version == *-* ]] && prerelease=1
-
-if [[ -z ${PLAIN_HTTP:-} ]]; then
-  case $REGISTRY in localhost:* | localhost/* | 127.0.0.1:* | 127.0.0.1/*) PLAIN_HTTP=1 ;; *) PLAIN_HTTP=0 ;; esac
-fi
-helm_http=() cosign_http=() syft_env=()
-if [[ $PLAIN_HTTP == 1 ]]; then
-  helm_http=(--plain-http)
-  cosign_http=(--allow-http-registry)
-  syft_env=(SYFT_REGISTRY_INSECURE_USE_HTTP=true)
-fi
 
 # --- 1. checks ----------------------------------------------------------------------
 dirty=$(git status --porcelain)
@@ -86,12 +70,10 @@ head=$(git rev-parse HEAD)
 if ((GIT_TAG)) && tagged=$(git rev-parse -q --verify "refs/tags/$VERSION^{commit}"); then
   [[ $tagged == "$head" ]] || die "tag $VERSION exists and names $tagged, not HEAD ($head)"
 fi
-need_tool() { [[ -x $BIN/$1 ]] || make --no-print-directory "bin/$1" >&2 || die "building $1 failed"; }
-for t in cosign syft helm; do need_tool "$t"; done
+need_tools cosign syft helm
 step "releasing $VERSION from $(git rev-parse --short HEAD) to $REGISTRY (platforms $PLATFORMS; plain HTTP: $PLAIN_HTTP)"
 rm -rf "$DIST"
 mkdir -p "$DIST/bin" "$DIST/sbom"
-(cd hack/release && go build -o "$BIN/release-tool" .) || die "building hack/release failed"
 
 # --- 2. images ----------------------------------------------------------------------
 # The Dockerfile's image for this machine, labelled with VERSION and the

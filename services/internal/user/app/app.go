@@ -173,26 +173,14 @@ func New(ctx context.Context, cfg Config, o Options) (_ *App, err error) {
 		// JWKS mode: the keys come over the network and can go stale
 		// while the service stays ready; the alert GatehouseJWKSFetchFailing
 		// reads this.
-		a.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "gatehouse_jwks_fetch_ok",
-			Help: "1 if the last fetch of the issuer's JWKS succeeded, 0 if it failed (the keys of the last success stay in force; a key published since is unknown).",
-		}, func() float64 {
-			if ks.LastFetchOK() {
-				return 1
-			}
-			return 0
-		}))
+		a.Metrics.MustRegister(boolGauge("gatehouse_jwks_fetch_ok",
+			"1 if the last fetch of the issuer's JWKS succeeded, 0 if it failed (the keys of the last success stay in force; a key published since is unknown).",
+			ks.LastFetchOK))
 	}
 	if c := a.userCache; c != nil {
-		a.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "gatehouse_user_cache_live",
-			Help: "1 while this replica hears of every change to users (LISTEN on PostgreSQL) and may answer from its user cache, 0 while it reads every user from the database instead.",
-		}, func() float64 {
-			if c.Live() {
-				return 1
-			}
-			return 0
-		}))
+		a.Metrics.MustRegister(boolGauge("gatehouse_user_cache_live",
+			"1 while this replica hears of every change to users (LISTEN on PostgreSQL) and may answer from its user cache, 0 while it reads every user from the database instead.",
+			c.Live))
 	}
 	a.Server = server.New(cfg.Server, server.Options{
 		// Reflection serves the contracts with their comments.
@@ -247,6 +235,17 @@ func hashingMetrics(budgets map[string]*password.Hasher) []prometheus.Collector 
 			ch <- prometheus.MustNewConstMetric(inUse, prometheus.GaugeValue, float64(capacity), budget, "capacity")
 		}
 	}}}
+}
+
+// boolGauge is a gauge of 1 while f reports true and 0 otherwise, read
+// when scraped.
+func boolGauge(name, help string, f func() bool) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+		if f() {
+			return 1
+		}
+		return 0
+	})
 }
 
 // collectorFunc is a prometheus.Collector reading its values when scraped.

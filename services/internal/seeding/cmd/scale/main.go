@@ -112,11 +112,6 @@ func databases(ctx context.Context, dialect, dir, server string, sz size) (userU
 	name := fmt.Sprintf("scale_%d_%d", sz.users, sz.families)
 	if dialect == "sqlite" {
 		u, a := filepath.Join(dir, name+"_user.db"), filepath.Join(dir, name+"_auth.db")
-		for _, f := range []string{u, a} {
-			for _, suffix := range []string{"", "-wal", "-shm"} {
-				_ = os.Remove(f + suffix)
-			}
-		}
 		drop = func() {
 			for _, f := range []string{u, a} {
 				for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -124,6 +119,7 @@ func databases(ctx context.Context, dialect, dir, server string, sz size) (userU
 				}
 			}
 		}
+		drop() // what an interrupted run left
 		return "sqlite://" + u, "sqlite://" + a, drop, nil
 	}
 	admin, err := database.Open(ctx, server, nil)
