@@ -65,8 +65,9 @@ func errorStatus(err error) error {
 		return st
 	}
 	var (
-		verr    *ValidationError
-		limited *ratelimit.LimitedError
+		verr       *ValidationError
+		limited    *ratelimit.LimitedError
+		overloaded *OverloadedError
 	)
 	switch {
 	case errors.As(err, &verr):
@@ -95,6 +96,10 @@ func errorStatus(err error) error {
 		return status.Error(codes.FailedPrecondition, "the last admin cannot be deleted or lose the admin role; make another admin first")
 	case errors.As(err, &limited):
 		return rpcerr.ResourceExhausted("too many attempts per "+limited.Limit+"; retry later", limited.RetryAfter)
+	case errors.As(err, &overloaded):
+		// The delay is the queue's drain time: clients told to come back
+		// together would only meet the same full queue.
+		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", max(overloaded.RetryAfter, 100*time.Millisecond))
 	case errors.Is(err, ErrOverloaded):
 		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", time.Second)
 	case errors.Is(err, ErrUnavailable):

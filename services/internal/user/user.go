@@ -3,6 +3,7 @@ package user
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
@@ -70,6 +71,17 @@ var (
 	ErrLastAdmin        = errors.New("the last admin cannot be removed")
 	ErrWrongPassword    = errors.New("current password does not match")
 )
+
+// OverloadedError is ErrOverloaded with the delay after which a retry can
+// expect room: the time the password hashing queue needs to drain.
+type OverloadedError struct{ RetryAfter time.Duration }
+
+func (e *OverloadedError) Error() string {
+	return fmt.Sprintf("%s; room again in about %s", ErrOverloaded, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrOverloaded) hold.
+func (e *OverloadedError) Is(target error) bool { return target == ErrOverloaded }
 
 // Store persists users. Implementations return ErrNotFound, ErrEmailTaken
 // and ErrUnavailable (wrapped) so callers never see driver errors.

@@ -55,6 +55,11 @@ type Hasher struct {
 	dummy   string        // a hash with params, for users that do not exist
 
 	hashes, verifies atomic.Uint64 // argon2id computations run, by kind
+	// waiting counts callers queued for a slot, and took the moving
+	// average of one computation's time in nanoseconds: together they
+	// say how long a newcomer would wait, so one that would wait past
+	// maxWait is refused at once instead of after maxWait.
+	waiting, took atomic.Int64
 }
 
 var _ user.PasswordHasher = (*Hasher)(nil)
@@ -62,10 +67,13 @@ var _ user.PasswordHasher = (*Hasher)(nil)
 // Option configures New.
 type Option func(*Hasher)
 
-// WithMaxWait bounds how long a caller waits for a free slot: past it the
-// caller gets user.ErrOverloaded at once (a fast ResourceExhausted with a
-// retry delay) instead of queueing until its own deadline behind work it
-// cannot see the end of. 0 waits as long as the caller's context allows.
+// WithMaxWait bounds how long a caller waits for a free slot. A caller that
+// would wait longer, judged from the callers queued ahead of it and the
+// time a computation takes, gets a *user.OverloadedError at once (a fast
+// ResourceExhausted whose retry delay is the time the queue needs to
+// drain) instead of queueing until its own deadline behind work it cannot
+// see the end of; one that was let in but still finds no slot within d gets
+// the same error then. 0 waits as long as the caller's context allows.
 func WithMaxWait(d time.Duration) Option { return func(h *Hasher) { h.maxWait = max(d, 0) } }
 
 // New returns a Hasher using params, the zero Params meaning
@@ -83,11 +91,13 @@ func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 	for _, o := range opts {
 		o(h)
 	}
+	start := time.Now()
 	dummy, err := argon2id.CreateHash("gatehouse: no such user", h.argon2idParams())
 	if err != nil {
 		return nil, fmt.Errorf("password: dummy hash: %w", err)
 	}
 	h.dummy = dummy
+	h.took.Store(int64(time.Since(start)))
 	return h, nil
 }
 
@@ -96,7 +106,9 @@ func New(params Params, maxConcurrent int, opts ...Option) (*Hasher, error) {
 // computations, maxConcurrent <= 0 meaning runtime.GOMAXPROCS(0). A second
 // budget costs no second stand-in hash at start.
 func (h *Hasher) Budget(maxConcurrent int) *Hasher {
-	return &Hasher{params: h.params, slots: newSlots(maxConcurrent), maxWait: h.maxWait, dummy: h.dummy}
+	b := &Hasher{params: h.params, slots: newSlots(maxConcurrent), maxWait: h.maxWait, dummy: h.dummy}
+	b.took.Store(h.took.Load())
+	return b
 }
 
 // newSlots makes room for maxConcurrent computations at once, one per CPU
@@ -130,6 +142,7 @@ func (h *Hasher) Hash(ctx context.Context, password string) (string, error) {
 	}
 	defer release()
 	h.hashes.Add(1)
+	defer h.timed(time.Now())
 	hash, err := argon2id.CreateHash(password, h.argon2idParams())
 	if err != nil {
 		return "", fmt.Errorf("password: hash: %w", err)
@@ -160,6 +173,7 @@ func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error
 		hash = h.dummy
 	}
 	h.verifies.Add(1)
+	defer h.timed(time.Now())
 	// The library compares the derived keys with crypto/subtle.
 	match, err := argon2id.ComparePasswordAndHash(password, hash)
 	if err != nil {
@@ -174,6 +188,11 @@ func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error
 // attacker's abandoned requests must not keep hashing. Its error is the
 // context's, so the call ends as Canceled or DeadlineExceeded (the
 // caller's own doing), not as the server's overload.
+//
+// With a wait bound, a caller that would queue longer than it is refused
+// before it queues: under a flood the queue stays as long as the slots can
+// drain within maxWait, the callers in it are answered within maxWait, and
+// the rest learn in microseconds when to come back.
 func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("password: caller gone before hashing: %w", err)
@@ -186,6 +205,12 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	}
 	var tooLong <-chan time.Time
 	if h.maxWait > 0 {
+		ahead := h.waiting.Add(1) // this caller included
+		defer h.waiting.Add(-1)
+		if wait := h.expectedWait(ahead); wait > h.maxWait {
+			return nil, fmt.Errorf("password: %d callers queued for %d hashing slots, about %s of work: %w",
+				ahead-1, cap(h.slots), wait.Round(time.Millisecond), &user.OverloadedError{RetryAfter: wait})
+		}
 		t := time.NewTimer(h.maxWait)
 		defer t.Stop()
 		tooLong = t.C
@@ -194,14 +219,32 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	case h.slots <- struct{}{}:
 		if err := ctx.Err(); err != nil {
 			release()
-			return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", err)
+			return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", ctx.Err())
 		}
 		return release, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", ctx.Err())
 	case <-tooLong:
-		return nil, fmt.Errorf("password: no hashing slot free within %s: %w", h.maxWait, user.ErrOverloaded)
+		return nil, fmt.Errorf("password: no hashing slot free within %s: %w", h.maxWait, &user.OverloadedError{RetryAfter: h.maxWait})
 	}
+}
+
+// expectedWait is how long the queued-th caller in line waits for a slot:
+// every slot runs one computation at a time, so the line moves a slot's
+// worth of callers per computation.
+func (h *Hasher) expectedWait(queued int64) time.Duration {
+	slots := int64(cap(h.slots))
+	return time.Duration((queued+slots-1)/slots) * time.Duration(h.took.Load())
+}
+
+// timed folds one computation that started at start into the moving
+// average (weight 1/8: a few computations follow a change of load or of
+// machine, one slow one does not swing it). Concurrent updates may lose
+// one another's sample, which an estimate can afford.
+func (h *Hasher) timed(start time.Time) {
+	d := int64(time.Since(start))
+	old := h.took.Load()
+	h.took.Store(old + (d-old)/8)
 }
 
 // checkStored parses hash and checks it against the limits, before any

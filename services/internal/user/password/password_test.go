@@ -364,3 +364,88 @@ func TestBudgetHasItsOwnSlots(t *testing.T) {
 		t.Errorf("second budget counted %d hashes, %d verifies; want 1 and 2", hashes, verifies)
 	}
 }
+
+// TestFloodIsRefusedBeforeItQueues: with a wait bound, a caller that the
+// queue ahead of it would keep past the bound is refused at once, with the
+// queue's drain time as its retry delay, while the callers the slots can
+// serve in time keep waiting and are served. Before, every caller queued
+// and the refused ones learned it only when the bound ran out.
+func TestFloodIsRefusedBeforeItQueues(t *testing.T) {
+	// Two slots, 3 s per computation (set, not measured: the figures are
+	// the estimate's input), 10 s of patience: the first six callers in
+	// line wait at most 9 s, the seventh would wait 12 s.
+	h, err := password.New(fast, 2, password.WithMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := mustHash(t, h, "pw")
+	release := password.HoldSlots(h, 2)
+	password.SetComputationTime(h, 3*time.Second)
+
+	served := make(chan error, 6)
+	for range 6 {
+		go func() {
+			_, err := h.Verify(context.Background(), "pw", hash)
+			served <- err
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for password.Waiting(h) != 6 {
+		if time.Now().After(deadline) {
+			release()
+			t.Fatalf("%d callers queued, want 6", password.Waiting(h))
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"Verify", func() error { _, err := h.Verify(context.Background(), "pw", hash); return err }},
+		{"Verify unknown user", func() error { _, err := h.Verify(context.Background(), "pw", ""); return err }},
+		{"Hash", func() error { _, err := h.Hash(context.Background(), "pw"); return err }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call() // the slots are held: only a refusal returns
+			var over *user.OverloadedError
+			if !errors.As(err, &over) || !errors.Is(err, user.ErrOverloaded) {
+				t.Fatalf("error = %v, want a *user.OverloadedError", err)
+			}
+			if over.RetryAfter != 12*time.Second {
+				t.Errorf("RetryAfter = %s, want 12s: 7 in line on 2 slots at 3s each", over.RetryAfter)
+			}
+		})
+	}
+	if n := password.Waiting(h); n != 6 {
+		t.Errorf("%d callers queued after the refusals, want the 6 still waiting", n)
+	}
+	release()
+	for range 6 {
+		if err := <-served; err != nil {
+			t.Errorf("a caller the slots could serve in time: %v", err)
+		}
+	}
+	if n := password.Waiting(h); n != 0 {
+		t.Errorf("%d callers still counted as queued", n)
+	}
+}
+
+// TestWaitBoundStillHolds: a caller let in on the estimate that still
+// finds no slot within the bound is refused then, with the bound as its
+// retry delay.
+func TestWaitBoundStillHolds(t *testing.T) {
+	h, err := password.New(fast, 1, password.WithMaxWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := password.HoldSlots(h, 1)
+	defer release()
+	password.SetComputationTime(h, time.Microsecond) // the estimate lets it in
+	_, err = h.Hash(context.Background(), "pw")
+	var over *user.OverloadedError
+	if !errors.As(err, &over) || over.RetryAfter != 50*time.Millisecond {
+		t.Fatalf("error = %v, want a *user.OverloadedError with the 50ms bound as its delay", err)
+	}
+}
