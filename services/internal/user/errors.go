@@ -98,8 +98,8 @@ func errorStatus(err error) error {
 		return rpcerr.ResourceExhausted("too many attempts per "+limited.Limit+"; retry later", limited.RetryAfter)
 	case errors.As(err, &overloaded):
 		// The delay is the queue's drain time: clients told to come back
-		// together would only meet the same full queue.
-		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", max(overloaded.RetryAfter, 100*time.Millisecond))
+		// sooner would only meet the same full queue.
+		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", overloaded.RetryAfter)
 	case errors.Is(err, ErrOverloaded):
 		return rpcerr.ResourceExhausted("server busy hashing passwords; retry with backoff", time.Second)
 	case errors.Is(err, ErrUnavailable):

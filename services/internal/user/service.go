@@ -411,6 +411,11 @@ func (s *Service) VerifyPassword(ctx context.Context, req *userv1.VerifyPassword
 	if len(pw) > 4*MaxPasswordLen {
 		return nil, s.fail(ctx, ErrBadCredentials)
 	}
+	// A login flood past the hashing capacity is refused before it costs
+	// a limit's bookkeeping and a database read.
+	if err := s.hasher.Admit(); err != nil {
+		return nil, s.fail(ctx, err)
+	}
 	email := identity.CanonicalEmail(req.GetEmail())
 	attempt, err := s.verifies.Begin(ctx, email, "")
 	var limited *ratelimit.LimitedError

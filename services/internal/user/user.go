@@ -113,4 +113,9 @@ type PasswordHasher interface {
 	// spends the same time as a real check and returns false, so unknown
 	// users cannot be told apart by timing.
 	Verify(ctx context.Context, password, hash string) (bool, error)
+	// Admit returns, without waiting, the *OverloadedError a computation
+	// asked for now would get, or nil: a check that lets a flood be
+	// refused before the work that comes ahead of the hash (limits, a
+	// database read). The computation itself is still checked.
+	Admit() error
 }

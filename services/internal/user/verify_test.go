@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/services/authn"
 	"github.com/gatehouse-dev/gatehouse/services/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
+	"github.com/gatehouse-dev/gatehouse/services/internal/platform/rpcerr"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
 	"github.com/gatehouse-dev/gatehouse/services/internal/user/store"
@@ -89,5 +91,45 @@ func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
 	}
 	if len(msgs) != 2 || msgs[0] != msgs[1] {
 		t.Errorf("failure messages differ: %q", msgs)
+	}
+}
+
+// busyHasher is the real hasher whose queue is full: Admit refuses with
+// the queue's drain time, as the password package's does under a flood.
+type busyHasher struct {
+	recordingHasher
+	drain time.Duration
+}
+
+func (b *busyHasher) Admit() error { return &user.OverloadedError{RetryAfter: b.drain} }
+
+// TestVerifyPasswordRefusesAFloodUpFront: while the hashing queue is full,
+// VerifyPassword answers ResourceExhausted with the queue's drain time as
+// its RetryInfo, before the attempt limits, the database read and the
+// hash: a refusal costs what an RPC costs, and a wrong guess is not
+// counted against the account for the server's own overload.
+func TestVerifyPasswordRefusesAFloodUpFront(t *testing.T) {
+	ctx := context.Background()
+	db, err := database.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "u.db"), store.Migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hasher, err := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &busyHasher{recordingHasher: recordingHasher{PasswordHasher: hasher}, drain: 1500 * time.Millisecond}
+	svc := user.NewService(store.New(db), h, user.Options{AllowSignup: true})
+	asService := authn.ContextWithClaims(ctx, &authn.Claims{Subject: "service:auth", Roles: []string{identity.RoleService}})
+	_, err = svc.VerifyPassword(asService, &userv1.VerifyPasswordRequest{Email: "known@example.com", Password: "right passphrase"})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("code = %v (%v), want ResourceExhausted", status.Code(err), err)
+	}
+	if d, ok := rpcerr.RetryDelay(err); !ok || d != 2*time.Second {
+		t.Errorf("RetryInfo = %v, %v; want the queue's 1.5s in whole seconds, 2s", d, ok)
+	}
+	if len(h.hashes) != 0 {
+		t.Errorf("%d hashes checked while refusing", len(h.hashes))
 	}
 }

@@ -52,8 +52,9 @@ type Config struct {
 	// apart from PASSWORD_HASH_CONCURRENCY (logins, password changes), so
 	// a sign-up flood cannot starve logins.
 	SignupHashConcurrency int `env:"SIGNUP_HASH_CONCURRENCY" envDefault:"1"`
-	// PasswordHashMaxWait bounds the wait for a hashing slot; past it the
-	// caller gets ResourceExhausted with a retry delay at once.
+	// PasswordHashMaxWait bounds the wait for a hashing slot: a caller the
+	// queue ahead would keep longer is refused before it queues
+	// (ResourceExhausted, with the queue's drain time as retry delay).
 	PasswordHashMaxWait time.Duration `env:"PASSWORD_HASH_MAX_WAIT" envDefault:"2s"`
 	// RateLimitKeys bounds the in-memory buckets (SQLite mode); with
 	// PostgreSQL the buckets live in the database, shared by replicas.

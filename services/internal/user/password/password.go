@@ -229,6 +229,18 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	}
 }
 
+// Admit implements user.PasswordHasher.Admit: nil while a slot is free or
+// a newcomer's expected wait is within the bound.
+func (h *Hasher) Admit() error {
+	if h.maxWait <= 0 || len(h.slots) < cap(h.slots) {
+		return nil
+	}
+	if wait := h.expectedWait(h.waiting.Load() + 1); wait > h.maxWait {
+		return fmt.Errorf("password: hashing queue full, about %s of work: %w", wait.Round(time.Millisecond), &user.OverloadedError{RetryAfter: wait})
+	}
+	return nil
+}
+
 // expectedWait is how long the queued-th caller in line waits for a slot:
 // every slot runs one computation at a time, so the line moves a slot's
 // worth of callers per computation.

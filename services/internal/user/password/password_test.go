@@ -381,6 +381,9 @@ func TestFloodIsRefusedBeforeItQueues(t *testing.T) {
 	hash := mustHash(t, h, "pw")
 	release := password.HoldSlots(h, 2)
 	password.SetComputationTime(h, 3*time.Second)
+	if err := h.Admit(); err != nil {
+		t.Fatalf("Admit() with an empty queue = %v", err)
+	}
 
 	served := make(chan error, 6)
 	for range 6 {
@@ -417,6 +420,10 @@ func TestFloodIsRefusedBeforeItQueues(t *testing.T) {
 				t.Errorf("RetryAfter = %s, want 12s: 7 in line on 2 slots at 3s each", over.RetryAfter)
 			}
 		})
+	}
+	var over *user.OverloadedError
+	if err := h.Admit(); !errors.As(err, &over) || over.RetryAfter != 12*time.Second {
+		t.Errorf("Admit() = %v, want the same refusal without queueing", err)
 	}
 	if n := password.Waiting(h); n != 6 {
 		t.Errorf("%d callers queued after the refusals, want the 6 still waiting", n)
