@@ -5,13 +5,11 @@ import (
 	"net/http"
 	"strings"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 )
 
 // Metrics owns a service's Prometheus registry. A registry of its own, not
@@ -19,28 +17,21 @@ import (
 // dependency registers globally.
 type Metrics struct {
 	Registry *prometheus.Registry
-	server   *grpcprom.ServerMetrics
-	requests *prometheus.CounterVec
+	rpcs     *rpcMetrics
 }
 
-// NewMetrics registers the standard families: go-grpc-middleware's
-// grpc_server_started_total / handled_total / msg_*_total /
-// handling_seconds, the first release's grpc_requests_total, and the Go
-// and process collectors.
+// NewMetrics registers the standard families: grpc_server_started_total /
+// handled_total / msg_*_total / handling_seconds (the names, labels and
+// exemplars of go-grpc-middleware's Prometheus provider, see rpcMetrics),
+// the first release's grpc_requests_total, and the Go and process
+// collectors.
 func NewMetrics() *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
-		server: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
-			grpcprom.WithHistogramBuckets([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
-		)),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "grpc_requests_total",
-			Help: "gRPC requests handled, by service, method and status code (kept from the first release; prefer grpc_server_handled_total).",
-		}, []string{"service", "method", "code"}),
+		rpcs:     newRPCMetrics([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}),
 	}
+	m.Registry.MustRegister(m.rpcs.collectors()...)
 	m.Registry.MustRegister(
-		m.server,
-		m.requests,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -52,7 +43,7 @@ func (m *Metrics) MustRegister(cs ...prometheus.Collector) { m.Registry.MustRegi
 
 // InitializeMetrics pre-creates the series of every registered method with
 // zero values, so rate() and absent() work before the first call.
-func (m *Metrics) InitializeMetrics(s *grpc.Server) { m.server.InitializeMetrics(s) }
+func (m *Metrics) InitializeMetrics(s *grpc.Server) { m.rpcs.initialize(s) }
 
 // Handler serves the registry in the Prometheus text and OpenMetrics
 // formats; OpenMetrics carries the trace-id exemplars.
@@ -63,31 +54,12 @@ func (m *Metrics) Handler() http.Handler {
 // UnaryServerInterceptors returns the metric interceptors in the order
 // they must run.
 func (m *Metrics) UnaryServerInterceptors() []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{
-		m.server.UnaryServerInterceptor(grpcprom.WithExemplarFromContext(exemplarFromContext)),
-		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			resp, err := handler(ctx, req)
-			m.count(info.FullMethod, err)
-			return resp, err
-		},
-	}
+	return []grpc.UnaryServerInterceptor{m.rpcs.unary}
 }
 
 // StreamServerInterceptors is the streaming twin of UnaryServerInterceptors.
 func (m *Metrics) StreamServerInterceptors() []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{
-		m.server.StreamServerInterceptor(grpcprom.WithExemplarFromContext(exemplarFromContext)),
-		func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			err := handler(srv, ss)
-			m.count(info.FullMethod, err)
-			return err
-		},
-	}
-}
-
-func (m *Metrics) count(fullMethod string, err error) {
-	service, method := splitMethod(fullMethod)
-	m.requests.WithLabelValues(service, method, status.Code(err).String()).Inc()
+	return []grpc.StreamServerInterceptor{m.rpcs.stream}
 }
 
 // splitMethod turns "/pkg.Service/Method" into ("pkg.Service", "Method").
