@@ -6,10 +6,13 @@ import (
 	"log/slog"
 	"net"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -58,6 +61,69 @@ func BenchmarkUnaryChain(b *testing.B) {
 			for b.Loop() {
 				if err := conn.Invoke(ctx, "/test.v1.Testing/Sleep", req, new(emptypb.Empty)); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestTracingOnlyWhatIsSampled: a sampled call's server span still ends
+// with its gRPC status (the events reach otelgrpc), while calls the
+// sampler leaves out cost no event handling and export nothing, at a 0%
+// sampler as at 100%.
+func TestTracingOnlyWhatIsSampled(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+		spans   int
+	}{
+		{"always", sdktrace.AlwaysSample(), 1},
+		{"never", sdktrace.NeverSample(), 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tt.sampler), sdktrace.WithSyncer(exp))
+			defer func() { _ = tp.Shutdown(context.Background()) }()
+			s := New(testConfig(), Options{
+				Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
+				Metrics: telemetry.NewMetrics(),
+				Tracer:  tp,
+			})
+			s.GRPC.RegisterService(&testServiceDesc, struct{}{})
+			l := bufconn.Listen(1 << 20)
+			go func() { _ = s.GRPC.Serve(l) }()
+			defer s.GRPC.Stop()
+			conn, err := grpc.NewClient("passthrough:///bufconn",
+				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
+				grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "sleep", "bogus-makes-it-return-at-once")
+			if err := conn.Invoke(ctx, "/test.v1.Testing/Sleep", wrapperspb.Bytes(nil), new(emptypb.Empty)); err != nil {
+				t.Fatal(err)
+			}
+			// The span ends just after the response is sent.
+			deadline := time.Now().Add(5 * time.Second)
+			for len(exp.GetSpans()) < tt.spans && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			spans := exp.GetSpans()
+			if len(spans) != tt.spans {
+				t.Fatalf("%d spans exported, want %d", len(spans), tt.spans)
+			}
+			for _, sp := range spans {
+				// Set from the call's end event, which only a handler
+				// that gets the events can know.
+				var code string
+				for _, a := range sp.Attributes {
+					if a.Key == "rpc.response.status_code" {
+						code = a.Value.Emit()
+					}
+				}
+				if sp.Name != "test.v1.Testing/Sleep" || code != "OK" {
+					t.Errorf("span %q with status code %q, want test.v1.Testing/Sleep with OK: %+v", sp.Name, code, sp.Attributes)
 				}
 			}
 		})

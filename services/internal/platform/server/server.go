@@ -167,12 +167,12 @@ func New(cfg Config, o Options) *Server {
 		serverOpts = append(serverOpts, grpc.Creds(o.TLS.ServerCredentials()))
 	}
 	if o.Tracer != nil {
-		serverOpts = append(serverOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+		serverOpts = append(serverOpts, grpc.StatsHandler(recordingOnly{otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(o.Tracer),
 			// otelgrpc's own metrics would duplicate the Prometheus ones.
 			otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
 			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool { return !isProbe(info.FullMethodName) }),
-		)))
+		)}))
 	}
 	s.GRPC = grpc.NewServer(serverOpts...)
 	healthpb.RegisterHealthServer(s.GRPC, &watchLimitedHealth{Server: s.health, watches: s.watches})
@@ -245,6 +245,20 @@ func (r fallbackResolver) FindDescriptorByName(name protoreflect.FullName) (prot
 		return d, nil
 	}
 	return r.then.FindDescriptorByName(name)
+}
+
+// recordingOnly hands a call's events (headers, messages, its end) to the
+// tracing handler only when the call's span records. A span the sampler
+// left out (nine calls in ten at the default 10%) records nothing, and
+// its metrics go to a no-op meter, yet otelgrpc built every event's
+// attributes anyway. TagRPC, which makes the sampling decision and
+// carries the trace context on, still runs for every call.
+type recordingOnly struct{ stats.Handler }
+
+func (h recordingOnly) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if trace.SpanFromContext(ctx).IsRecording() {
+		h.Handler.HandleRPC(ctx, s)
+	}
 }
 
 // isProbe reports whether a method is health or reflection traffic, which
