@@ -1,0 +1,38 @@
+package server
+
+import (
+	"runtime/debug"
+	"strings"
+)
+
+// DefaultGOGC is the garbage collector's target when GOGC is not set.
+//
+// Go's default, 100, collects each time the heap doubles. The services'
+// live heap is small but never empty (the password-strength estimator's
+// dictionaries alone are ~7 MiB of pointers the collector scans on every
+// cycle) while a cached GetUser allocates ~9 KiB, so at 100 a fifth of a
+// busy server's CPU went to collecting. At 200 the collector runs half as
+// often, for a heap up to three times the live one: ~20 MiB more at peak.
+// The chart and the kustomize base set GOMEMLIMIT to the container's
+// memory limit, and near it the collector runs as often as it must,
+// whatever GOGC says, so the trade cannot push a pod past its limit.
+const DefaultGOGC = 200
+
+// tuneGC applies DefaultGOGC unless GOGC is set (the runtime has read it
+// then). The result is on /metrics as go_gc_gogc_percent.
+func tuneGC(environ []string) {
+	if lookupEnv(environ, "GOGC") == "" {
+		debug.SetGCPercent(DefaultGOGC)
+	}
+}
+
+// lookupEnv returns the last value of key in environ, "" if unset.
+func lookupEnv(environ []string, key string) string {
+	v := ""
+	for _, kv := range environ {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
+			v = val
+		}
+	}
+	return v
+}
