@@ -119,7 +119,7 @@ func TestTracingOnlyWhatIsSampled(t *testing.T) {
 				var code string
 				for _, a := range sp.Attributes {
 					if a.Key == "rpc.response.status_code" {
-						code = a.Value.Emit()
+						code = a.Value.AsString()
 					}
 				}
 				if sp.Name != "test.v1.Testing/Sleep" || code != "OK" {
