@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sizesFlag := fs.String("sizes", "1000:10000,100000:1000000", "USERS:FAMILIES,... to measure, smallest first (the ratios are to the first)")
 	samples := fs.Int("samples", 2000, "calls timed per operation and size")
 	work := fs.String("dir", "", "directory for the SQLite files (default: a temporary one, removed)")
+	sqliteParams := fs.String("sqlite-params", "", "query parameters added to the SQLite URLs, to try a setting (e.g. _pragma=cache_size(-8192))")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		var results []result
 		for _, sz := range sizes {
 			fmt.Fprintf(stderr, "scale: %s, %s: seeding\n", dialect, sz)
-			userURL, authURL, drop, err := databases(ctx, dialect, dir, *pg, sz)
+			userURL, authURL, drop, err := databases(ctx, dialect, dir, *pg, sz, *sqliteParams)
 			if err != nil {
 				return err
 			}
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // databases creates an empty pair of databases for one size.
-func databases(ctx context.Context, dialect, dir, server string, sz size) (userURL, authURL string, drop func(), err error) {
+func databases(ctx context.Context, dialect, dir, server string, sz size, sqliteParams string) (userURL, authURL string, drop func(), err error) {
 	name := fmt.Sprintf("scale_%d_%d", sz.users, sz.families)
 	if dialect == "sqlite" {
 		u, a := filepath.Join(dir, name+"_user.db"), filepath.Join(dir, name+"_auth.db")
@@ -120,7 +121,11 @@ func databases(ctx context.Context, dialect, dir, server string, sz size) (userU
 			}
 		}
 		drop() // what an interrupted run left
-		return "sqlite://" + u, "sqlite://" + a, drop, nil
+		q := ""
+		if sqliteParams != "" {
+			q = "?" + sqliteParams
+		}
+		return "sqlite://" + u + q, "sqlite://" + a + q, drop, nil
 	}
 	admin, err := database.Open(ctx, server, nil)
 	if err != nil {
@@ -275,7 +280,8 @@ func sizeOf(ctx context.Context, db *database.DB, dbURL string, tables []string,
 		if _, err := db.SQL().ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
 			return 0, err
 		}
-		st, err := os.Stat(strings.TrimPrefix(dbURL, "sqlite://"))
+		path, _, _ := strings.Cut(strings.TrimPrefix(dbURL, "sqlite://"), "?")
+		st, err := os.Stat(path)
 		if err != nil {
 			return 0, err
 		}
