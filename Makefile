@@ -179,6 +179,10 @@ bench: ## Side-by-side benchmark: bare grpc-go vs Gatehouse (QPS, p50/p99, CPU/c
 bench-scale: ## Cost against data size: seeds SCALE_SIZES (users:families, default 1k:10k, 100k:1M, 1M:10M) into SQLite and, with SCALE_POSTGRES=URL, PostgreSQL, and times each operation's queries (p50/p99, ratio to the smallest), with bytes per user and per family. Tens of minutes; not in CI
 	go run ./services/internal/seeding/cmd/scale -sizes $(or $(SCALE_SIZES),1000:10000$(,)100000:1000000$(,)1000000:10000000) $(if $(SCALE_POSTGRES),-postgres '$(SCALE_POSTGRES)') $(SCALE_FLAGS)
 
+.PHONY: bench-conns
+bench-conns: ## What connections cost the User service: RSS per idle HTTP/2 connection (CONNBENCH_FLAGS, default -idle 0,1000,5000,10000) and per open stream (-streams 1000), and GetUser's p99 beside them; writes bench-results/connbench.{md,json}
+	go run ./hack/connbench $(CONNBENCH_FLAGS)
+
 .PHONY: bench-go
 bench-go: ## Go micro-benchmarks of the hot paths (token verify, interceptor, stores)
 	go test -run '^$$' -bench . -benchmem ./services/...
