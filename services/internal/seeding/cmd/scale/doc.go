@@ -19,8 +19,12 @@
 // and the database's size per user and per family. The gRPC layer above
 // costs the same whatever the size, so a ratio that grows here grows there.
 //
-//	go run ./services/internal/seeding/cmd/scale [-postgres URL] [-sizes 1000:10000,100000:1000000] [-samples 2000]
+//	go run ./services/internal/seeding/cmd/scale [-postgres URL [-no-sqlite]] [-sizes 1000:10000,100000:1000000] [-samples 2000]
+//	    [-sqlite-params 'k=v&...'] [-keep -dir DIR]
 //
 // -postgres names a server whose role may CREATE DATABASE; without it only
-// SQLite is measured. Results go to stdout as a Markdown table.
+// SQLite is measured. -sqlite-params adds query parameters to the SQLite
+// URLs, to compare a setting side by side. -keep leaves the seeded
+// databases (PostgreSQL scale_N_M_user and _auth, SQLite files in -dir)
+// for a look with EXPLAIN. Results go to stdout as a Markdown table.
 package main

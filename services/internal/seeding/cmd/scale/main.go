@@ -54,6 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sizesFlag := fs.String("sizes", "1000:10000,100000:1000000", "USERS:FAMILIES,... to measure, smallest first (the ratios are to the first)")
 	samples := fs.Int("samples", 2000, "calls timed per operation and size")
 	work := fs.String("dir", "", "directory for the SQLite files (default: a temporary one, removed)")
+	noSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only (with -postgres)")
+	keep := fs.Bool("keep", false, "keep the seeded databases (PostgreSQL scale_N_M_user/_auth, SQLite files in -dir) to examine them, e.g. with EXPLAIN")
 	sqliteParams := fs.String("sqlite-params", "", "query parameters added to the SQLite URLs, to try a setting (e.g. _pragma=cache_size(-8192))")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,6 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-sizes: %q is not USERS:FAMILIES with FAMILIES >= USERS > 0", f)
 		}
 		sizes = append(sizes, size{nu, nm})
+	}
+	if len(sizes) == 0 || (*noSQLite && *pg == "") {
+		return errors.New("nothing to measure: -no-sqlite needs -postgres")
+	}
+	if *keep && *work == "" && !*noSQLite {
+		return errors.New("-keep needs -dir for the SQLite files")
 	}
 	if *samples < 100 {
 		return errors.New("-samples must be at least 100")
@@ -84,7 +92,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dialects := []string{"sqlite"}
+	var dialects []string
+	if !*noSQLite {
+		dialects = append(dialects, "sqlite")
+	}
 	if *pg != "" {
 		dialects = append(dialects, "postgres")
 	}
@@ -97,7 +108,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			r, err := measure(ctx, userURL, authURL, hash, sz, *samples, stderr)
-			drop()
+			if !*keep {
+				drop()
+			}
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", dialect, sz, err)
 			}
