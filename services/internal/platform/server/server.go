@@ -249,7 +249,7 @@ func (r fallbackResolver) FindDescriptorByName(name protoreflect.FullName) (prot
 
 // recordingOnly hands a call's events (headers, messages, its end) to the
 // tracing handler only when the call's span records. A span the sampler
-// left out (nine calls in ten at the default 10%) records nothing, and
+// left out (nine calls in ten with a 10% ratio sampler) records nothing, and
 // its metrics go to a no-op meter, yet otelgrpc built every event's
 // attributes anyway. TagRPC, which makes the sampling decision and
 // carries the trace context on, still runs for every call.
