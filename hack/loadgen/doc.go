@@ -4,7 +4,7 @@
 // restarts or breaks the services, so "a rolling restart loses no call" is
 // a number (failed == 0) rather than an impression.
 //
-// Three scenarios:
+// Four scenarios:
 //
 //   - steady: an open-loop constant rate of authenticated GetUser calls
 //     with a Login every Nth call; failures are counted by method and code.
@@ -12,6 +12,9 @@
 //     step after step; each step reports how many were accepted (the
 //     invariant is exactly one) and whether reuse detection then refused
 //     the winner's new token.
+//   - refresh-rate: -clients callers, each logged in once, refresh their
+//     own sessions back to back for -duration (each with the token the
+//     last refresh returned); the rate, p50 and p99, and any refusal.
 //   - probe: one Login, no warm-up, and the status it got: what a client
 //     in the cluster sees when the Auth service is down.
 //
@@ -28,6 +31,7 @@
 //
 //	loadgen [-scenario steady] [-rate 50] [-duration 60s] [-login-every 10]
 //	loadgen -scenario refresh-storm [-clients 20] [-steps 20]
+//	loadgen -scenario refresh-rate [-clients 20] [-duration 60s]
 //	loadgen -scenario probe -email E -password P   (one Login, no warm-up)
 //	loadgen ... -cacert ca.crt [-cert tls.crt -key tls.key] [-servername NAME]
 package main

@@ -19,11 +19,13 @@ const (
 	scenarioSteady = "steady"
 	scenarioStorm  = "refresh-storm"
 	scenarioProbe  = "probe"
+	scenarioRotate = "refresh-rate"
 )
 
 const usage = `Usage:
   loadgen [-scenario steady] [-rate 50] [-duration 60s] [-login-every 10]
   loadgen -scenario refresh-storm [-clients 20] [-steps 20]
+  loadgen -scenario refresh-rate [-clients 20] [-duration 60s]
   loadgen -scenario probe -email E -password P   (one Login, no warm-up)
   loadgen ... -cacert ca.crt [-cert tls.crt -key tls.key] [-servername NAME]   (TLS)
 Flags:
@@ -92,15 +94,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.userAddr, "user-addr", "dns:///localhost:50051", "gRPC target of the User service")
 	fs.StringVar(&cfg.authAddr, "auth-addr", "dns:///localhost:50052", "gRPC target of the Auth service")
-	fs.StringVar(&cfg.scenario, "scenario", scenarioSteady, "steady, refresh-storm or probe")
+	fs.StringVar(&cfg.scenario, "scenario", scenarioSteady, "steady, refresh-storm, refresh-rate or probe")
 	fs.Float64Var(&cfg.rate, "rate", 50, "steady: calls per second, all methods together")
-	fs.DurationVar(&cfg.duration, "duration", 60*time.Second, "steady: how long to send")
+	fs.DurationVar(&cfg.duration, "duration", 60*time.Second, "steady, refresh-rate: how long to send")
 	fs.IntVar(&cfg.loginEvery, "login-every", 10, "steady: every Nth call is a Login, the others GetUser")
 	fs.StringVar(&cfg.email, "email", "", "load user's email, created if missing (default a fresh loadgen-<random>@example.com)")
 	fs.StringVar(&cfg.password, "password", "steady tide orchard", "load user's password")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Second, "deadline of each call")
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", 200, "steady: calls in flight beyond this fail as client-overload")
-	fs.IntVar(&cfg.clients, "clients", 20, "refresh-storm: concurrent callers per step")
+	fs.IntVar(&cfg.clients, "clients", 20, "refresh-storm: concurrent callers per step; refresh-rate: callers, each refreshing its own session")
 	fs.IntVar(&cfg.steps, "steps", 20, "refresh-storm: token families raced")
 	fs.StringVar(&cfg.tls.caFile, "cacert", "", "speak TLS (1.2+) to both services, trusting only the CAs in the PEM bundle `FILE` (default plaintext)")
 	fs.StringVar(&cfg.tls.certFile, "cert", "", "with -cacert: present the client certificate in PEM `FILE`, with -key (TLS_CLIENT_AUTH=require needs one)")
@@ -127,8 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 
 func (c config) validate() error {
 	var errs []error
-	if c.scenario != scenarioSteady && c.scenario != scenarioStorm && c.scenario != scenarioProbe {
-		errs = append(errs, fmt.Errorf("-scenario must be %s, %s or %s, got %q", scenarioSteady, scenarioStorm, scenarioProbe, c.scenario))
+	if c.scenario != scenarioSteady && c.scenario != scenarioStorm && c.scenario != scenarioProbe && c.scenario != scenarioRotate {
+		errs = append(errs, fmt.Errorf("-scenario must be %s, %s, %s or %s, got %q", scenarioSteady, scenarioStorm, scenarioProbe, scenarioRotate, c.scenario))
 	}
 	positive := []struct {
 		name string
@@ -182,6 +184,8 @@ func execute(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	switch cfg.scenario {
 	case scenarioStorm:
 		report = runStorm(ctx, cfg, c, stderr)
+	case scenarioRotate:
+		report = runRotate(ctx, cfg, c, stderr)
 	default:
 		report = runSteady(ctx, cfg, c, sess, stderr)
 	}

@@ -323,6 +323,26 @@ func TestRefreshStorm(t *testing.T) {
 	}
 }
 
+// TestRefreshRate: every client rotates its own session back to back;
+// each refresh presents the token the last one returned, so none is
+// refused, and the report has the rate and the latencies.
+func TestRefreshRate(t *testing.T) {
+	t.Parallel()
+	svc := startServices(t)
+	var stdout, stderr bytes.Buffer
+	args := []string{"-user-addr", svc.userAddr, "-auth-addr", svc.authAddr, "-scenario", "refresh-rate", "-clients", "4", "-duration", "1s"}
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, &stderr)
+	}
+	r := decodeOne[rotateReport](t, &stdout)
+	if r.Scenario != scenarioRotate || r.Clients != 4 || r.LoginError != "" || len(r.Codes) != 0 || len(r.FirstErrors) != 0 {
+		t.Fatalf("report = %+v", r)
+	}
+	if r.OK < 4 || r.PerSecond <= 0 || r.P50ms <= 0 || r.P99ms < r.P50ms {
+		t.Errorf("OK %d, %.1f/s, p50 %.2f ms, p99 %.2f ms: want at least one refresh per client and sane figures", r.OK, r.PerSecond, r.P50ms, r.P99ms)
+	}
+}
+
 // TestProbe: one Login from the cluster's point of view: OK with the
 // services up and the right password, Unauthenticated with a wrong one,
 // Unavailable (after the retries) when nothing listens at the Auth address.

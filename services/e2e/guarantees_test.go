@@ -373,6 +373,32 @@ func TestRefreshStormAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestRefreshRateAcrossReplicas: 16 clients, each refreshing its own
+// session back to back for 20 s through the Services of both Auth and
+// both User replicas on PostgreSQL (each refresh is a rotation in the Auth
+// database and a session check against the User service). Promise: every
+// refresh succeeds; the rate and latency are logged, figures for the
+// README's performance section, not a gate (timings are not tests).
+func TestRefreshRateAcrossReplicas(t *testing.T) {
+	lg := startLoadgen(t, "e2e-refresh-rate", "-scenario", "refresh-rate", "-email", unique("rotate"),
+		"-clients", "16", "-duration", "20s")
+	var r struct {
+		OK          int            `json:"ok"`
+		Codes       map[string]int `json:"codes"`
+		PerSecond   float64        `json:"per_second"`
+		P50ms       float64        `json:"p50_ms"`
+		P99ms       float64        `json:"p99_ms"`
+		FirstErrors []string       `json:"first_errors"`
+		LoginError  string         `json:"login_error"`
+	}
+	lg.report(3*time.Minute, &r)
+	t.Logf("RefreshToken, 16 clients over 2 Auth and 2 User replicas on PostgreSQL: %d refreshes, %.1f/s, p50 %.2f ms, p99 %.2f ms, failures %v",
+		r.OK, r.PerSecond, r.P50ms, r.P99ms, r.Codes)
+	if r.LoginError != "" || len(r.Codes) != 0 || r.OK == 0 {
+		t.Errorf("login error %q, failures %v %v, %d refreshes", r.LoginError, r.Codes, r.FirstErrors, r.OK)
+	}
+}
+
 // psql runs one query as the superuser of the bundled PostgreSQL and
 // returns its unaligned, tuples-only answer.
 func psql(t *testing.T, db, query string) string {
