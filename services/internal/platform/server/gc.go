@@ -10,12 +10,15 @@ import (
 // Go's default, 100, collects each time the heap doubles. The services'
 // live heap is small but never empty (the password-strength estimator's
 // dictionaries alone are ~7 MiB of pointers the collector scans on every
-// cycle) while a cached GetUser allocates ~9 KiB, so at 100 a fifth of a
-// busy server's CPU went to collecting. At 200 the collector runs half as
-// often, for a heap up to three times the live one: ~20 MiB more at peak.
-// The chart and the kustomize base set GOMEMLIMIT to the container's
-// memory limit, and near it the collector runs as often as it must,
-// whatever GOGC says, so the trade cannot push a pod past its limit.
+// cycle) while a cached GetUser allocates ~8 KiB, so at 100 a sixth of a
+// busy User service's CPU went to collecting (mark workers and assists in
+// make bench's profile; 5% at 200). At 200 the collector runs half as
+// often, for a heap up to three times the live one: ~10 MiB more at peak
+// for GetUser, more where the live heap is large (thousands of idle
+// connections; see the README). The chart and the kustomize base set
+// GOMEMLIMIT to the container's memory limit, and near it the collector
+// runs as often as it must, whatever GOGC says, so the trade cannot push
+// a pod past its limit.
 const DefaultGOGC = 200
 
 // tuneGC applies DefaultGOGC unless GOGC is set (the runtime has read it
