@@ -158,9 +158,17 @@ func summarize(runs []Result, pairs [][2]Result) Result {
 	s.P99ms = med(func(i int) float64 { return runs[i].P99ms }, n)
 	s.CPUPerCall = med(func(i int) float64 { return runs[i].CPUPerCall }, n)
 	if s.Refused > 0 {
-		s.RefusedP50ms = med(func(i int) float64 { return runs[i].RefusedP50ms }, n)
-		s.RefusedP99ms = med(func(i int) float64 { return runs[i].RefusedP99ms }, n)
-		s.RetryAfterMs = med(func(i int) float64 { return runs[i].RetryAfterMs }, n)
+		// Over the rounds that had refusals: a round without any has no
+		// latency to count, not a latency of 0.
+		var with []Result
+		for _, r := range runs {
+			if r.Refused > 0 {
+				with = append(with, r)
+			}
+		}
+		s.RefusedP50ms = med(func(i int) float64 { return with[i].RefusedP50ms }, len(with))
+		s.RefusedP99ms = med(func(i int) float64 { return with[i].RefusedP99ms }, len(with))
+		s.RetryAfterMs = med(func(i int) float64 { return with[i].RetryAfterMs }, len(with))
 	}
 	if pairs != nil {
 		ratio := func(f func(Result) float64) float64 {
@@ -617,13 +625,14 @@ func drive(ctx context.Context, conc, conns int, warmup, dur time.Duration, pids
 				d := time.Since(t0)
 				cancel()
 				refusal := status.Code(err) == codes.ResourceExhausted
+				counted := measuring.Load() // when the answer came, not after the backoff
 				if refusal && backoff {
 					select {
 					case <-stop:
 					case <-time.After(retryDelay(err)):
 					}
 				}
-				if !measuring.Load() {
+				if !counted {
 					continue
 				}
 				calls.Add(1)

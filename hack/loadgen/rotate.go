@@ -59,6 +59,11 @@ func runRotate(ctx context.Context, cfg config, c *clients, stderr io.Writer) ro
 	for i := range tokens {
 		wg.Go(func() {
 			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				latencies = append(latencies, mine...)
+				mu.Unlock()
+			}()
 			for time.Now().Before(stop) && ctx.Err() == nil {
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.timeout)
 				t0 := time.Now()
@@ -77,9 +82,6 @@ func runRotate(ctx context.Context, cfg config, c *clients, stderr io.Writer) ro
 				tokens[i] = resp.GetRefreshToken()
 				mine = append(mine, res.latency)
 			}
-			mu.Lock()
-			latencies = append(latencies, mine...)
-			mu.Unlock()
 		})
 	}
 	wg.Wait()

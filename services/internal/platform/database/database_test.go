@@ -92,6 +92,7 @@ func TestOpenSQLiteURLForms(t *testing.T) {
 		{"another pragma keeps the map", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=cache_size(-4096)" }, "p.db", "5000", "268435456"},
 		{"the map turned off", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=mmap_size(0)" }, "p.db", "5000", "0"},
 		{"the map sized", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=MMAP_SIZE(1048576)" }, "p.db", "5000", "1048576"},
+		{"the map turned off, schema named", func(d string) string { return filepath.Join(d, "p.db") + "?_pragma=main.mmap_size(0)" }, "p.db", "5000", "0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

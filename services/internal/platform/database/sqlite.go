@@ -42,7 +42,11 @@ var sqliteDefaults = []struct{ key, alias, value string }{
 // are in it makes no system call: at 100k users a GetUser read went from
 // 1.65x to 1.32x the cost at 1k users (make bench-scale). It maps address
 // space, not memory; a URL that sets any _pragma=mmap_size(N) wins, and
-// _pragma=mmap_size(0) turns it off.
+// _pragma=mmap_size(0) turns it off. The price (SQLite's own caveat): an
+// I/O error on a mapped page, or the file truncated under a running
+// service, is a SIGBUS that ends the process instead of an error the call
+// returns. Either means the volume or an operator has already broken the
+// database; a restart then reopens it.
 const sqliteMmapSize = 256 << 20
 
 type sqliteTarget struct {
@@ -91,8 +95,11 @@ func parseSQLiteURL(raw string) (sqliteTarget, error) {
 		}
 		q.Set(d.key, d.value)
 	}
+	// Any mention of mmap_size counts, "main.mmap_size(0)" and quoted
+	// forms included: modernc runs the pragmas in sorted order, so a
+	// default added beside the user's could run last and win.
 	if !t.memory && !slices.ContainsFunc(q["_pragma"], func(p string) bool {
-		return strings.HasPrefix(strings.ToLower(strings.TrimSpace(p)), "mmap_size")
+		return strings.Contains(strings.ToLower(p), "mmap_size")
 	}) {
 		q.Add("_pragma", fmt.Sprintf("mmap_size(%d)", sqliteMmapSize))
 	}

@@ -87,7 +87,10 @@ func ResourceExhausted(msg string, retryAfter time.Duration) error {
 	if retryAfter < time.Second {
 		retryAfter = time.Second
 	}
-	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter.Round(time.Second))}); err == nil {
+	// Whole seconds, rounded up: a client that comes back when told must
+	// not come back before the room is there.
+	retryAfter = (retryAfter + time.Second - 1).Truncate(time.Second)
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)}); err == nil {
 		st = withInfo
 	}
 	return st.Err()

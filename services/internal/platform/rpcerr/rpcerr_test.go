@@ -66,7 +66,9 @@ func TestBadRequestIsBounded(t *testing.T) {
 }
 
 func TestResourceExhaustedSaysWhenToRetry(t *testing.T) {
-	for in, want := range map[time.Duration]time.Duration{0: time.Second, 1500 * time.Millisecond: 2 * time.Second, time.Minute: time.Minute} {
+	for in, want := range map[time.Duration]time.Duration{
+		0: time.Second, 1500 * time.Millisecond: 2 * time.Second, 2100 * time.Millisecond: 3 * time.Second, time.Minute: time.Minute,
+	} {
 		err := ResourceExhausted("too many attempts", in)
 		if status.Code(err) != codes.ResourceExhausted {
 			t.Fatalf("code = %v", status.Code(err))

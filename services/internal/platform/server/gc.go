@@ -17,8 +17,9 @@ import (
 // for GetUser, more where the live heap is large (thousands of idle
 // connections; see the README). The chart and the kustomize base set
 // GOMEMLIMIT to the container's memory limit, and near it the collector
-// runs as often as it must, whatever GOGC says, so the trade cannot push
-// a pod past its limit.
+// runs as often as it must, whatever GOGC says. That limit is soft and
+// counts only the Go runtime's memory, so it bounds the trade, not the
+// pod: the README's connection figures show where it is reached.
 const DefaultGOGC = 200
 
 // tuneGC applies DefaultGOGC unless GOGC is set (the runtime has read it
@@ -29,13 +30,13 @@ func tuneGC(environ []string) {
 	}
 }
 
-// lookupEnv returns the last value of key in environ, "" if unset.
+// lookupEnv returns the first value of key in environ, "" if unset: the
+// one the Go runtime reads.
 func lookupEnv(environ []string, key string) string {
-	v := ""
 	for _, kv := range environ {
 		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
+			return val
 		}
 	}
-	return v
+	return ""
 }

@@ -18,6 +18,7 @@ func TestTuneGC(t *testing.T) {
 		{"GOGC empty", []string{"GOGC="}, DefaultGOGC},
 		{"GOGC set: the runtime read it, tuneGC leaves it", []string{"GOGC=100"}, 100},
 		{"GOGC off", []string{"GOGC=off"}, 100},
+		{"GOGC twice: the runtime reads the first", []string{"GOGC=100", "GOGC="}, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,9 @@ type methodSeries struct {
 	requests        [numCodes]atomic.Value // prometheus.Counter
 	requestsVec     *prometheus.CounterVec
 	service, method string // grpc_requests_total's labels
+	// For a code beyond the defined ones, resolved when it happens.
+	handledVec                   *prometheus.CounterVec
+	typ, grpcService, grpcMethod string
 }
 
 func newRPCMetrics(buckets []float64) *rpcMetrics {
@@ -99,6 +102,7 @@ func (m *rpcMetrics) series(fullMethod, typ string) *methodSeries {
 	}
 	s.service, s.method = splitMethod(fullMethod)
 	s.requestsVec = m.requests
+	s.handledVec, s.typ, s.grpcService, s.grpcMethod = m.handled, typ, service, method
 	for c := range numCodes {
 		s.handled[c] = m.handled.WithLabelValues(typ, service, method, codes.Code(c).String())
 	}
@@ -132,7 +136,11 @@ func (m *rpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 
 func (m *rpcMetrics) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
-	s := m.series(info.FullMethod, callType(info.IsClientStream, info.IsServerStream))
+	typ := callType(info.IsClientStream, info.IsServerStream)
+	if typ == "unary" { // a stream that says neither side streams: the provider calls it bidi
+		typ = "bidi_stream"
+	}
+	s := m.series(info.FullMethod, typ)
 	ex := exemplarFromContext(ss.Context())
 	add(s.started, ex)
 	err := handler(srv, &countedStream{ServerStream: ss, s: s, ex: ex})
@@ -149,27 +157,27 @@ func (s *methodSeries) done(err error, took time.Duration, ex prometheus.Labels)
 	if !ok {
 		st = status.FromContextError(err)
 	}
-	add(s.handled[codeIndex(st.Code())], ex)
+	if c := st.Code(); int(c) < numCodes {
+		add(s.handled[c], ex)
+	} else { // a code gRPC does not define, labelled as the provider does
+		add(s.handledVec.WithLabelValues(s.typ, s.grpcService, s.grpcMethod, c.String()), ex)
+	}
 	if ex != nil {
 		s.handling.(prometheus.ExemplarObserver).ObserveWithExemplar(took.Seconds(), ex)
 	} else {
 		s.handling.Observe(took.Seconds())
 	}
-	i := codeIndex(status.Code(err))
-	c, _ := s.requests[i].Load().(prometheus.Counter)
+	code := status.Code(err)
+	if int(code) >= numCodes {
+		s.requestsVec.WithLabelValues(s.service, s.method, code.String()).Inc()
+		return
+	}
+	c, _ := s.requests[code].Load().(prometheus.Counter)
 	if c == nil {
-		c = s.requestsVec.WithLabelValues(s.service, s.method, codes.Code(i).String())
-		s.requests[i].Store(c)
+		c = s.requestsVec.WithLabelValues(s.service, s.method, code.String())
+		s.requests[code].Store(c)
 	}
 	c.Inc()
-}
-
-// codeIndex maps a code outside the defined ones to Unknown.
-func codeIndex(c codes.Code) int {
-	if int(c) >= numCodes {
-		return int(codes.Unknown)
-	}
-	return int(c)
 }
 
 // countedStream counts a stream's messages.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -68,12 +69,14 @@ var _ user.PasswordHasher = (*Hasher)(nil)
 type Option func(*Hasher)
 
 // WithMaxWait bounds how long a caller waits for a free slot. A caller that
-// would wait longer, judged from the callers queued ahead of it and the
-// time a computation takes, gets a *user.OverloadedError at once (a fast
+// would wait more than three quarters of it, judged from the callers
+// queued ahead of it and the time a computation takes, or longer than its
+// own deadline allows, gets a *user.OverloadedError at once (a fast
 // ResourceExhausted whose retry delay is the time the queue needs to
-// drain) instead of queueing until its own deadline behind work it cannot
-// see the end of; one that was let in but still finds no slot within d gets
-// the same error then. 0 waits as long as the caller's context allows.
+// drain, plus jitter) instead of queueing until its own deadline behind
+// work it cannot see the end of; one that was let in but still finds no
+// slot within d gets the same error then. 0 waits as long as the caller's
+// context allows.
 func WithMaxWait(d time.Duration) Option { return func(h *Hasher) { h.maxWait = max(d, 0) } }
 
 // New returns a Hasher using params, the zero Params meaning
@@ -189,10 +192,11 @@ func (h *Hasher) Verify(ctx context.Context, password, hash string) (bool, error
 // context's, so the call ends as Canceled or DeadlineExceeded (the
 // caller's own doing), not as the server's overload.
 //
-// With a wait bound, a caller that would queue longer than it is refused
-// before it queues: under a flood the queue stays as long as the slots can
-// drain within maxWait, the callers in it are answered within maxWait, and
-// the rest learn in microseconds when to come back.
+// With a wait bound, a caller that would queue longer than it (or than its
+// own deadline) is refused before it queues: under a flood the queue stays
+// as long as the slots can drain within maxWait, the callers in it are
+// answered within maxWait, and the rest learn in microseconds when to
+// come back.
 func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("password: caller gone before hashing: %w", err)
@@ -205,12 +209,21 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	}
 	var tooLong <-chan time.Time
 	if h.maxWait > 0 {
-		ahead := h.waiting.Add(1) // this caller included
-		defer h.waiting.Add(-1)
-		if wait := h.expectedWait(ahead); wait > h.maxWait {
+		queued := h.waiting.Load()
+		wait := h.expectedWait(queued + 1)
+		if wait > h.admitWithin() {
 			return nil, fmt.Errorf("password: %d callers queued for %d hashing slots, about %s of work: %w",
-				ahead-1, cap(h.slots), wait.Round(time.Millisecond), &user.OverloadedError{RetryAfter: wait})
+				queued, cap(h.slots), wait.Round(time.Millisecond), overloaded(wait))
 		}
+		// A caller whose deadline comes first would leave before its
+		// turn: it is refused now rather than counted, so callers that
+		// give up early cannot fill the line and turn everyone away.
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return nil, fmt.Errorf("password: the caller's deadline comes before a hashing slot (about %s): %w",
+				wait.Round(time.Millisecond), overloaded(wait))
+		}
+		h.waiting.Add(1)
+		defer h.waiting.Add(-1)
 		t := time.NewTimer(h.maxWait)
 		defer t.Stop()
 		tooLong = t.C
@@ -225,7 +238,7 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("password: caller gone while waiting for a hashing slot: %w", ctx.Err())
 	case <-tooLong:
-		return nil, fmt.Errorf("password: no hashing slot free within %s: %w", h.maxWait, &user.OverloadedError{RetryAfter: h.maxWait})
+		return nil, fmt.Errorf("password: no hashing slot free within %s: %w", h.maxWait, overloaded(h.maxWait))
 	}
 }
 
@@ -235,10 +248,24 @@ func (h *Hasher) Admit() error {
 	if h.maxWait <= 0 || len(h.slots) < cap(h.slots) {
 		return nil
 	}
-	if wait := h.expectedWait(h.waiting.Load() + 1); wait > h.maxWait {
-		return fmt.Errorf("password: hashing queue full, about %s of work: %w", wait.Round(time.Millisecond), &user.OverloadedError{RetryAfter: wait})
+	if wait := h.expectedWait(h.waiting.Load() + 1); wait > h.admitWithin() {
+		return fmt.Errorf("password: hashing queue full, about %s of work: %w", wait.Round(time.Millisecond), overloaded(wait))
 	}
 	return nil
+}
+
+// admitWithin is the longest expected wait a caller is let in with: three
+// quarters of the bound, because the estimate trails a rise in load (a
+// moving average) and leaves out the hand-over between computations, and
+// a caller let in at the bound itself mostly waited it out and was
+// refused after all.
+func (h *Hasher) admitWithin() time.Duration { return h.maxWait - h.maxWait/4 }
+
+// overloaded is the refusal for a queue that drains in about wait, with up
+// to half as much again at random: callers told the same delay would come
+// back together and meet the same full queue.
+func overloaded(wait time.Duration) *user.OverloadedError {
+	return &user.OverloadedError{RetryAfter: wait + rand.N(wait/2+1)} //nolint:gosec // jitter, not a secret
 }
 
 // expectedWait is how long the queued-th caller in line waits for a slot:
