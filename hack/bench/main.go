@@ -220,7 +220,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(work)
 	rep := Report{
-		Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), GoVersion: runtime.Version(), Rounds: o.rounds,
+		Date: time.Now().UTC().Format(time.RFC3339), Machine: localproc.Machine(), GoVersion: runtime.Version(), Rounds: o.rounds,
 		Startup: map[string]float64{}, IdleRSS: map[string]float64{}, IdleRSSAnon: map[string]float64{}, Binaries: map[string]float64{}, Images: map[string]string{},
 	}
 
@@ -899,19 +899,6 @@ func imageSizes() map[string]string {
 		}
 	}
 	return out
-}
-
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
 }
 
 func step(s string) { fmt.Printf("bench: %s (%s)\n", s, time.Now().Format("15:04:05")) }

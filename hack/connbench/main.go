@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse-dev/gatehouse/hack/localproc"
 )
 
 type options struct {
@@ -157,7 +159,7 @@ func run(ctx context.Context, o options) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{
-		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: machine(), GoVersion: runtime.Version(),
+		Date: time.Now().UTC().Format(time.RFC3339), Commit: commit(), Machine: localproc.Machine(), GoVersion: runtime.Version(),
 		Command: o.command, NoFileSoft: soft, NoFileHard: hard,
 		Duration: o.duration.String(), Warmup: o.warmup.String(), Concurrency: o.concurrency, Conns: o.conns, ServerEnv: o.serverEnv,
 	}
@@ -236,19 +238,6 @@ func commit() string {
 		c += " (with uncommitted changes)"
 	}
 	return c
-}
-
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, %s/%s", model, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH)
 }
 
 func step(s string) { fmt.Printf("connbench: %s (%s)\n", s, time.Now().Format("15:04:05")) }
