@@ -209,11 +209,9 @@ func (h *Hasher) acquire(ctx context.Context) (release func(), err error) {
 	}
 	var tooLong <-chan time.Time
 	if h.maxWait > 0 {
-		queued := h.waiting.Load()
-		wait := h.expectedWait(queued + 1)
-		if wait > h.admitWithin() {
-			return nil, fmt.Errorf("password: %d callers queued for %d hashing slots, about %s of work: %w",
-				queued, cap(h.slots), wait.Round(time.Millisecond), overloaded(wait))
+		wait, refused := h.newcomerWait()
+		if refused != nil {
+			return nil, refused
 		}
 		// A caller whose deadline comes first would leave before its
 		// turn: it is refused now rather than counted, so callers that
@@ -248,10 +246,20 @@ func (h *Hasher) Admit() error {
 	if h.maxWait <= 0 || len(h.slots) < cap(h.slots) {
 		return nil
 	}
-	if wait := h.expectedWait(h.waiting.Load() + 1); wait > h.admitWithin() {
-		return fmt.Errorf("password: hashing queue full, about %s of work: %w", wait.Round(time.Millisecond), overloaded(wait))
+	_, err := h.newcomerWait()
+	return err
+}
+
+// newcomerWait is the wait a caller joining the line now can expect, with
+// the refusal it gets when that is past admitWithin.
+func (h *Hasher) newcomerWait() (time.Duration, error) {
+	queued := h.waiting.Load()
+	wait := h.expectedWait(queued + 1)
+	if wait > h.admitWithin() {
+		return wait, fmt.Errorf("password: %d callers queued for %d hashing slots, about %s of work: %w",
+			queued, cap(h.slots), wait.Round(time.Millisecond), overloaded(wait))
 	}
-	return nil
+	return wait, nil
 }
 
 // admitWithin is the longest expected wait a caller is let in with: three
