@@ -34,6 +34,27 @@ func (r *recordingHasher) Verify(ctx context.Context, pw, hash string) (bool, er
 	return r.PasswordHasher.Verify(ctx, pw, hash)
 }
 
+// fastHasher is the real hasher at the lowest cost the package accepts.
+func fastHasher(t *testing.T) *password.Hasher {
+	t.Helper()
+	hasher, err := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hasher
+}
+
+// newVerifyService is the User service on a fresh SQLite file with h.
+func newVerifyService(t *testing.T, h user.PasswordHasher) *user.Service {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "u.db"), store.Migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return user.NewService(store.New(db), h, user.Options{AllowSignup: true})
+}
+
 // TestVerifyPasswordSpendsAHashOnUnknownEmails: an unknown email goes
 // through exactly one full argon2id check (against the dummy hash, which
 // the password package proves costs as much as a real one), like a wrong
@@ -42,17 +63,8 @@ func (r *recordingHasher) Verify(ctx context.Context, pw, hash string) (bool, er
 // stopwatch on a busy CI machine.
 func TestVerifyPasswordSpendsAHashOnUnknownEmails(t *testing.T) {
 	ctx := context.Background()
-	db, err := database.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "u.db"), store.Migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hasher, err := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &recordingHasher{PasswordHasher: hasher}
-	svc := user.NewService(store.New(db), h, user.Options{AllowSignup: true})
+	h := &recordingHasher{PasswordHasher: fastHasher(t)}
+	svc := newVerifyService(t, h)
 	created, err := svc.CreateUser(ctx, &userv1.CreateUserRequest{Email: "known@example.com", Password: "right passphrase"})
 	if err != nil {
 		t.Fatal(err)
@@ -109,20 +121,10 @@ func (b *busyHasher) Admit() error { return &user.OverloadedError{RetryAfter: b.
 // hash: a refusal costs what an RPC costs, and a wrong guess is not
 // counted against the account for the server's own overload.
 func TestVerifyPasswordRefusesAFloodUpFront(t *testing.T) {
-	ctx := context.Background()
-	db, err := database.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "u.db"), store.Migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	hasher, err := password.New(password.Params{Memory: 64, Iterations: 1, Parallelism: 1, SaltLength: 16, KeyLength: 32}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &busyHasher{recordingHasher: recordingHasher{PasswordHasher: hasher}, drain: 1500 * time.Millisecond}
-	svc := user.NewService(store.New(db), h, user.Options{AllowSignup: true})
-	asService := authn.ContextWithClaims(ctx, &authn.Claims{Subject: "service:auth", Roles: []string{identity.RoleService}})
-	_, err = svc.VerifyPassword(asService, &userv1.VerifyPasswordRequest{Email: "known@example.com", Password: "right passphrase"})
+	h := &busyHasher{recordingHasher: recordingHasher{PasswordHasher: fastHasher(t)}, drain: 1500 * time.Millisecond}
+	svc := newVerifyService(t, h)
+	asService := authn.ContextWithClaims(context.Background(), &authn.Claims{Subject: "service:auth", Roles: []string{identity.RoleService}})
+	_, err := svc.VerifyPassword(asService, &userv1.VerifyPasswordRequest{Email: "known@example.com", Password: "right passphrase"})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("code = %v (%v), want ResourceExhausted", status.Code(err), err)
 	}
