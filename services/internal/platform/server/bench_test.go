@@ -43,18 +43,7 @@ func BenchmarkUnaryChain(b *testing.B) {
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			srv := bc.build()
-			srv.RegisterService(&testServiceDesc, struct{}{})
-			l := bufconn.Listen(1 << 20)
-			go func() { _ = srv.Serve(l) }()
-			defer srv.Stop()
-			conn, err := grpc.NewClient("passthrough:///bufconn",
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
-				grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
+			conn := serveTesting(b, bc.build())
 			ctx := context.Background()
 			req := wrapperspb.Bytes([]byte("x"))
 			b.ReportAllocs()
@@ -65,6 +54,24 @@ func BenchmarkUnaryChain(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serveTesting serves the test service from srv over bufconn and returns
+// a client of it; both stop when tb ends.
+func serveTesting(tb testing.TB, srv *grpc.Server) *grpc.ClientConn {
+	tb.Helper()
+	srv.RegisterService(&testServiceDesc, struct{}{})
+	l := bufconn.Listen(1 << 20)
+	go func() { _ = srv.Serve(l) }()
+	tb.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufconn",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return conn
 }
 
 // TestTracingOnlyWhatIsSampled: a sampled call's server span still ends
@@ -83,23 +90,13 @@ func TestTracingOnlyWhatIsSampled(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			exp := tracetest.NewInMemoryExporter()
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(tt.sampler), sdktrace.WithSyncer(exp))
-			defer func() { _ = tp.Shutdown(context.Background()) }()
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 			s := New(testConfig(), Options{
 				Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
 				Metrics: telemetry.NewMetrics(),
 				Tracer:  tp,
 			})
-			s.GRPC.RegisterService(&testServiceDesc, struct{}{})
-			l := bufconn.Listen(1 << 20)
-			go func() { _ = s.GRPC.Serve(l) }()
-			defer s.GRPC.Stop()
-			conn, err := grpc.NewClient("passthrough:///bufconn",
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return l.DialContext(ctx) }),
-				grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := serveTesting(t, s.GRPC)
 			ctx := metadata.AppendToOutgoingContext(context.Background(), "sleep", "bogus-makes-it-return-at-once")
 			if err := conn.Invoke(ctx, "/test.v1.Testing/Sleep", wrapperspb.Bytes(nil), new(emptypb.Empty)); err != nil {
 				t.Fatal(err)
