@@ -38,16 +38,12 @@ func runRotate(ctx context.Context, cfg config, c *clients, stderr io.Writer) ro
 	r := rotateReport{Scenario: scenarioRotate, Clients: cfg.clients, Codes: map[string]int{}, FirstErrors: []string{}}
 	tokens := make([]string, cfg.clients)
 	for i := range tokens {
-		lctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-		start := time.Now()
-		login, err := c.auth.Login(lctx, &authv1.LoginRequest{Email: cfg.email, Password: cfg.password})
-		cancel()
-		if err != nil {
-			res := outcome(methodLogin, start, err)
+		token, res := logIn(ctx, cfg, c)
+		if !res.ok() {
 			r.LoginError = res.code + ": " + res.message
 			return r
 		}
-		tokens[i] = login.GetRefreshToken()
+		tokens[i] = token
 	}
 	var (
 		mu        sync.Mutex

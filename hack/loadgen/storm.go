@@ -89,19 +89,15 @@ func loginNote(s stepReport) string {
 // token, then presents the winners' new tokens once more.
 func stormStep(ctx context.Context, cfg config, c *clients, r *stormReport) stepReport {
 	step := stepReport{Codes: map[string]int{}}
-	lctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-	start := time.Now()
-	login, err := c.auth.Login(lctx, &authv1.LoginRequest{Email: cfg.email, Password: cfg.password})
-	cancel()
-	if err != nil {
-		res := outcome(methodLogin, start, err)
+	token, res := logIn(ctx, cfg, c)
+	if !res.ok() {
 		r.noteError(res)
 		step.LoginError = res.code + ": " + res.message
 		return step
 	}
 
 	var winners []string
-	for _, o := range race(ctx, cfg, c, login.GetRefreshToken()) {
+	for _, o := range race(ctx, cfg, c, token) {
 		r.noteError(o.result)
 		if o.ok() {
 			step.OK++
@@ -112,6 +108,16 @@ func stormStep(ctx context.Context, cfg config, c *clients, r *stormReport) step
 	}
 	step.WinnerRefusedAfter, step.WinnerAfterCode = refusedAfter(ctx, cfg, c, winners, r)
 	return step
+}
+
+// logIn is one Login of the load user within cfg.timeout: its refresh
+// token, and how it went.
+func logIn(ctx context.Context, cfg config, c *clients) (string, result) {
+	lctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	start := time.Now()
+	login, err := c.auth.Login(lctx, &authv1.LoginRequest{Email: cfg.email, Password: cfg.password})
+	return login.GetRefreshToken(), outcome(methodLogin, start, err)
 }
 
 type refreshOutcome struct {
