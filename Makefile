@@ -176,7 +176,7 @@ bench: ## Side-by-side benchmark: bare grpc-go vs Gatehouse (QPS, p50/p99, CPU/c
 	go run ./hack/bench $(BENCH_FLAGS)
 
 .PHONY: bench-scale
-bench-scale: ## Cost against data size: seeds SCALE_SIZES (users:families, default 1k:10k, 100k:1M, 1M:10M) into SQLite and, with SCALE_POSTGRES=URL, PostgreSQL, and times each operation's queries (p50/p99, ratio to the smallest), with bytes per user and per family. Tens of minutes; not in CI
+bench-scale: ## Cost against data size: seeds SCALE_SIZES (users:families, default 1k:10k, 100k:1M, 1M:10M) into SQLite and, with SCALE_POSTGRES=URL, PostgreSQL, and times each operation's store queries, then its gRPC calls to the User and Auth services run on the seeded databases (p50/p99, QPS, ratio to the smallest), with bytes per user and per family. Tens of minutes; not in CI
 	go run ./services/internal/seeding/cmd/scale -sizes $(or $(SCALE_SIZES),1000:10000$(,)100000:1000000$(,)1000000:10000000) $(if $(SCALE_POSTGRES),-postgres '$(SCALE_POSTGRES)') $(SCALE_FLAGS)
 
 .PHONY: bench-conns

@@ -58,3 +58,9 @@ func decodePageToken(tok string) (string, error) {
 	}
 	return id.String(), nil
 }
+
+// PageTokenAfter is the page token of a listing that goes on after the
+// user id, as ListUsers would have returned it; for tools that start in
+// the middle of a listing (the scale bench's deep page). "" for an id
+// that is not a UUID.
+func PageTokenAfter(id string) string { return encodePageToken(id) }

@@ -16,11 +16,17 @@
 //	start               database.Open with the migrations, on the seeded
 //	                    database (what every start pays)
 //
-// and the database's size per user and per family. The gRPC layer above
-// costs the same whatever the size, so a ratio that grows here grows there.
+// and the database's size per user and per family. Then, unless -rpc=false,
+// it runs the User and Auth services (built from this checkout with the
+// images' flags) on the same databases and times the operations as a
+// client sees them, real gRPC calls over loopback, -concurrency of them in
+// flight: GetUser and RevokeAllSessions of random users with an admin
+// token, ListUsers' first page and one 90% deep, Login of random users
+// (argon2id with the service's own parameters, two at a time), RefreshToken
+// of seeded tokens, and the User service's start from exec to SERVING.
 //
 //	go run ./services/internal/seeding/cmd/scale [-postgres URL [-no-sqlite]] [-sizes 1000:10000,100000:1000000] [-samples 2000]
-//	    [-sqlite-params 'k=v&...'] [-keep -dir DIR]
+//	    [-rpc=false] [-concurrency 4] [-sqlite-params 'k=v&...'] [-keep -dir DIR]
 //
 // -postgres names a server whose role may CREATE DATABASE; without it only
 // SQLite is measured. -sqlite-params adds query parameters to the SQLite

@@ -17,12 +17,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alexedwards/argon2id"
-
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
 	authstore "github.com/gatehouse-dev/gatehouse/services/internal/auth/store"
 	"github.com/gatehouse-dev/gatehouse/services/internal/platform/database"
 	"github.com/gatehouse-dev/gatehouse/services/internal/seeding"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user/password"
 	userstore "github.com/gatehouse-dev/gatehouse/services/internal/user/store"
 )
 
@@ -57,6 +56,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	noSQLite := fs.Bool("no-sqlite", false, "measure PostgreSQL only (with -postgres)")
 	keep := fs.Bool("keep", false, "keep the seeded databases (PostgreSQL scale_N_M_user/_auth, SQLite files in -dir) to examine them, e.g. with EXPLAIN")
 	sqliteParams := fs.String("sqlite-params", "", "query parameters added to the SQLite URLs, to try a setting (e.g. _pragma=cache_size(-8192))")
+	rpcOn := fs.Bool("rpc", true, "also time the operations as gRPC calls to the User and Auth services, built from this checkout and run on each size's databases")
+	root := fs.String("root", ".", "the module root the services are built from (with -rpc)")
+	conc := fs.Int("concurrency", 4, "calls in flight for the gRPC timings (Login: at most 2)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *samples < 100 {
 		return errors.New("-samples must be at least 100")
 	}
+	if *conc < 1 {
+		return errors.New("-concurrency must be at least 1")
+	}
 	dir := *work
 	if dir == "" {
 		d, err := os.MkdirTemp("", "gatehouse-scale")
@@ -88,9 +93,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer func() { _ = os.RemoveAll(d) }()
 		dir = d
 	}
-	hash, err := argon2id.CreateHash("seeded users share this password", argon2id.DefaultParams)
+	// The User service's own parameters, so a Login costs what it costs
+	// in production and no login rehashes.
+	hasher, err := password.New(password.Params{}, 1)
 	if err != nil {
 		return err
+	}
+	hash, err := hasher.Hash(ctx, Password)
+	if err != nil {
+		return err
+	}
+	var rpc *rpcServices
+	if *rpcOn {
+		fmt.Fprintf(stderr, "scale: building the services\n")
+		if rpc, err = buildServices(*root, filepath.Join(dir, "rpc")); err != nil {
+			return err
+		}
 	}
 	var dialects []string
 	if !*noSQLite {
@@ -107,7 +125,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			r, err := measure(ctx, userURL, authURL, hash, sz, *samples, stderr)
+			r, err := measure(ctx, userURL, authURL, hash, sz, *samples, rpc, *conc, stderr)
 			if !*keep {
 				drop()
 			}
@@ -116,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			results = append(results, r)
 		}
-		report(stdout, dialect, results)
+		report(stdout, dialect, results, *conc)
 	}
 	return nil
 }
@@ -167,17 +185,29 @@ func databases(ctx context.Context, dialect, dir, server string, sz size, sqlite
 
 type op struct {
 	name string
-	d    []time.Duration
+	d    []time.Duration // sorted
+	wall time.Duration   // from the first call's start to the last one's end
+}
+
+// step is an operation to time: n calls, conc of them at a time, call i
+// being f(i).
+type step struct {
+	name    string
+	n, conc int
+	f       func(i int) error
 }
 
 type result struct {
 	size                     size
-	ops                      []op
+	ops, rpcOps              []op
 	seedTime                 time.Duration
 	bytesPerUser, bytesPerFm float64
 }
 
-func measure(ctx context.Context, userURL, authURL, hash string, sz size, samples int, log io.Writer) (result, error) {
+// Password is every seeded user's password.
+const Password = "seeded users share this password" //nolint:gosec // a bench fixture, not a credential
+
+func measure(ctx context.Context, userURL, authURL, hash string, sz size, samples int, rpc *rpcServices, conc int, log io.Writer) (result, error) {
 	res := result{size: sz}
 	udb, err := database.Open(ctx, userURL, userstore.Migrations)
 	if err != nil {
@@ -191,7 +221,8 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 	defer func() { _ = adb.Close() }()
 	var tokens strings.Builder
 	start := time.Now()
-	o := seeding.Options{Users: sz.users, PasswordHash: hash, Families: sz.families, Tokens: &tokens, TokenCount: samples}
+	// The store's refreshes and the RPC ones each use tokens of their own.
+	o := seeding.Options{Users: sz.users, PasswordHash: hash, Families: sz.families, Tokens: &tokens, TokenCount: 2 * samples}
 	ids, emails, err := seeding.Users(ctx, udb, o)
 	if err != nil {
 		return res, err
@@ -218,49 +249,39 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 	refresh := authstore.New(adb)
 	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
-	deep := sorted[len(sorted)*9/10]
+	deepAt := len(sorted) * 9 / 10
+	deep := sorted[deepAt]
 	// Seeded, so two runs pick the same rows; nothing here is a secret.
 	rng := rand.New(rand.NewPCG(uint64(sz.users), uint64(sz.families))) //nolint:gosec // reproducible picks, not a secret
 	pick := func(list []string) string { return list[rng.IntN(len(list))] }
 	toks := strings.Fields(tokens.String())
+	half := min(samples, len(toks)/2)
+	storeToks, rpcToks := toks[:half], toks[half:]
 	now := time.Now()
-	timed := func(name string, n int, f func(i int) error) error {
-		o := op{name: name}
-		for i := range n {
-			t0 := time.Now()
-			if err := f(i); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			o.d = append(o.d, time.Since(t0))
-		}
-		res.ops = append(res.ops, o)
-		return nil
-	}
-	steps := []struct {
-		name string
-		n    int
-		f    func(i int) error
-	}{
-		{"GetUser (store Get)", samples, func(int) error { _, err := users.Get(ctx, pick(ids)); return err }},
-		{"Login lookup (GetByEmail)", samples, func(int) error { _, err := users.GetByEmail(ctx, pick(emails)); return err }},
-		{"ListUsers, first page of 50", samples / 4, func(int) error { _, err := users.List(ctx, "", 50); return err }},
-		{"ListUsers, page 90% deep", samples / 4, func(int) error { _, err := users.List(ctx, deep, 50); return err }},
-		{"RefreshToken (Lookup + Rotate)", min(samples, len(toks)), func(i int) error {
-			sum := sha256.Sum256([]byte(toks[i]))
+	reads := []step{
+		{"GetUser (store Get)", samples, 1, func(int) error { _, err := users.Get(ctx, pick(ids)); return err }},
+		{"Login lookup (GetByEmail)", samples, 1, func(int) error { _, err := users.GetByEmail(ctx, pick(emails)); return err }},
+		{"ListUsers, first page of 50", samples / 4, 1, func(int) error { _, err := users.List(ctx, "", 50); return err }},
+		{"ListUsers, page 90% deep", samples / 4, 1, func(int) error { _, err := users.List(ctx, deep, 50); return err }},
+		{"RefreshToken (Lookup + Rotate)", len(storeToks), 1, func(i int) error {
+			sum := sha256.Sum256([]byte(storeToks[i]))
 			h := hex.EncodeToString(sum[:])
 			if _, _, err := refresh.Lookup(ctx, h); err != nil {
 				return err
 			}
-			next := sha256.Sum256([]byte(toks[i] + "next"))
+			next := sha256.Sum256([]byte(storeToks[i] + "next"))
 			_, err := refresh.Rotate(ctx, h, auth.RefreshToken{Hash: hex.EncodeToString(next[:]), IssuedAt: now, IdleExpiresAt: now.Add(time.Hour)}, now, 0)
 			return err
 		}},
-		{"RevokeAllSessions (one user's families)", samples / 4, func(int) error {
+	}
+	// The revocations end sessions the refreshes use: they come last.
+	ends := []step{
+		{"RevokeAllSessions (one user's families)", samples / 4, 1, func(int) error {
 			_, err := refresh.RevokeUserFamilies(ctx, pick(ids), 1<<40, now)
 			return err
 		}},
-		{"background purge, nothing to purge", 20, func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
-		{"start: Open + migrations (user database)", 5, func(int) error {
+		{"background purge, nothing to purge", 20, 1, func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
+		{"start: Open + migrations (user database)", 20, 1, func(int) error {
 			db, err := database.Open(ctx, userURL, userstore.Migrations)
 			if err == nil {
 				err = db.Close()
@@ -268,9 +289,35 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 			return err
 		}},
 	}
-	for _, s := range steps {
-		if err := timed(s.name, s.n, s.f); err != nil {
+	var rpcReads, rpcEnds []step
+	if rpc != nil {
+		fmt.Fprintf(log, "scale:   starting the services on the seeded databases\n")
+		if _, err := rpc.start(userURL, authURL); err != nil {
 			return res, err
+		}
+		defer rpc.stop()
+		var closeClients func()
+		// After deep: the seeded users that sort after it, and the
+		// bootstrap admin, whose UUIDv7 is newer than any of them.
+		after := len(sorted) - deepAt - 1 + 1
+		rpcReads, rpcEnds, closeClients, err = rpc.steps(ctx, ids, emails, rpcToks, deep, after, samples, conc)
+		if err != nil {
+			return res, err
+		}
+		defer closeClients()
+		rpcEnds = append(rpcEnds, rpc.restarts(userURL, 5))
+	}
+	for _, group := range []struct {
+		steps []step
+		into  *[]op
+	}{{reads, &res.ops}, {rpcReads, &res.rpcOps}, {ends, &res.ops}, {rpcEnds, &res.rpcOps}} {
+		for _, s := range group.steps {
+			fmt.Fprintf(log, "scale:   %s\n", s.name)
+			o, err := timeStep(s)
+			if err != nil {
+				return res, err
+			}
+			*group.into = append(*group.into, o)
 		}
 	}
 	return res, nil
@@ -309,32 +356,9 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-func report(w io.Writer, dialect string, rs []result) {
-	fmt.Fprintf(w, "\n%s: p50 / p99 of one call, ops/s of one caller (1 / mean), and the p50 as a ratio to the smallest size\n\n", dialect)
-	fmt.Fprint(w, "| Operation |")
-	for _, r := range rs {
-		fmt.Fprintf(w, " %s |", r.size)
-	}
-	fmt.Fprint(w, "\n|---|")
-	for range rs {
-		fmt.Fprint(w, "---:|")
-	}
-	fmt.Fprintln(w)
-	for i := range rs[0].ops {
-		fmt.Fprintf(w, "| %s |", rs[0].ops[i].name)
-		base := pct(rs[0].ops[i].d, 0.5)
-		for _, r := range rs {
-			o := r.ops[i]
-			var sum time.Duration
-			for _, d := range o.d {
-				sum += d
-			}
-			p50 := pct(o.d, 0.5)
-			fmt.Fprintf(w, " %s / %s, %.0f/s, %.2f× |", ms(p50), ms(pct(o.d, 0.99)),
-				float64(len(o.d))/sum.Seconds(), float64(p50)/float64(base))
-		}
-		fmt.Fprintln(w)
-	}
+func report(w io.Writer, dialect string, rs []result, conc int) {
+	fmt.Fprintf(w, "\n%s, the store's queries: p50 / p99 of one call, ops/s of one caller (1 / mean), and the p50 as a ratio to the smallest size\n\n", dialect)
+	table(w, rs, func(r result) []op { return r.ops })
 	fmt.Fprint(w, "| bytes per user / per family (tables and indexes) |")
 	for _, r := range rs {
 		fmt.Fprintf(w, " %.0f / %.0f |", r.bytesPerUser, r.bytesPerFm)
@@ -344,6 +368,34 @@ func report(w io.Writer, dialect string, rs []result) {
 		fmt.Fprintf(w, " %s |", r.seedTime.Round(100*time.Millisecond))
 	}
 	fmt.Fprintln(w)
+	if len(rs[0].rpcOps) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s, gRPC calls to the services: p50 / p99 of one call, calls per second with %d in flight (Login: 2), and the p50 as a ratio to the smallest size\n\n", dialect, conc)
+	table(w, rs, func(r result) []op { return r.rpcOps })
+}
+
+func table(w io.Writer, rs []result, ops func(result) []op) {
+	fmt.Fprint(w, "| Operation |")
+	for _, r := range rs {
+		fmt.Fprintf(w, " %s |", r.size)
+	}
+	fmt.Fprint(w, "\n|---|")
+	for range rs {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprintln(w)
+	for i, first := range ops(rs[0]) {
+		fmt.Fprintf(w, "| %s |", first.name)
+		base := pct(first.d, 0.5)
+		for _, r := range rs {
+			o := ops(r)[i]
+			p50 := pct(o.d, 0.5)
+			fmt.Fprintf(w, " %s / %s, %.0f/s, %.2f× |", ms(p50), ms(pct(o.d, 0.99)),
+				float64(len(o.d))/o.wall.Seconds(), float64(p50)/float64(base))
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + " ms" }

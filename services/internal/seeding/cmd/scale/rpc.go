@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/gatehouse-dev/gatehouse/hack/localproc"
+	authv1 "github.com/gatehouse-dev/gatehouse/services/api/auth/v1"
+	userv1 "github.com/gatehouse-dev/gatehouse/services/api/user/v1"
+	"github.com/gatehouse-dev/gatehouse/services/internal/user"
+)
+
+// rpcServices runs the User and Auth services, built from this checkout
+// with the images' flags, on one size's seeded databases, so that each
+// operation is also timed as a client sees it: a real gRPC call over
+// loopback with the interceptor chain, the token check, the caches and
+// the call between the services included.
+type rpcServices struct {
+	bins, keys, work string
+	ports            []int
+	user, auth       *localproc.Proc
+}
+
+const (
+	adminEmail    = "scale-admin@example.com"
+	adminPassword = "the scale bench's own admin"
+)
+
+// buildServices compiles both services once for every size.
+func buildServices(root, work string) (*rpcServices, error) {
+	s := &rpcServices{bins: filepath.Join(work, "bin"), keys: filepath.Join(work, "keys"), work: work}
+	if err := localproc.Build(root, s.bins, "grpcnotrace"); err != nil {
+		return nil, err
+	}
+	if err := localproc.WriteKey(s.keys, "scale"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *rpcServices) addr(i int) string { return "127.0.0.1:" + strconv.Itoa(s.ports[i]) }
+
+// common is both services' environment: warnings only, no drain delay,
+// tracing off (nothing here collects spans), and the login and sign-up
+// limits off: the bench logs in many seeded users from one address,
+// which is what those limits exist to refuse.
+func (s *rpcServices) common() []string {
+	return []string{"LOG_LEVEL=warn", "DRAIN_DELAY=0s", "OTEL_SDK_DISABLED=true"}
+}
+
+// start runs both services on the databases at userURL and authURL and
+// returns how long the User service took from exec to SERVING.
+func (s *rpcServices) start(userURL, authURL string) (time.Duration, error) {
+	ports, err := localproc.FreePorts(4)
+	if err != nil {
+		return 0, err
+	}
+	s.ports = ports
+	s.auth, err = localproc.Start(filepath.Join(s.bins, "auth"), nil, append(s.common(),
+		"GRPC_ADDR="+s.addr(0), "HTTP_ADDR="+s.addr(1), "DATABASE_URL="+authURL,
+		"JWT_SIGNING_KEYS_DIR="+s.keys, "USER_SERVICE_ADDR="+s.addr(2),
+		"LOGIN_RATE_PER_ADDR=0", "LOGIN_RATE_PER_ACCOUNT_ADDR=0", "LOGIN_RATE_PER_ACCOUNT=0"),
+		"", filepath.Join(s.work, "auth.log"))
+	if err != nil {
+		return 0, err
+	}
+	if _, err := localproc.WaitServing(s.addr(0), s.auth); err != nil {
+		return 0, fmt.Errorf("auth service: %w (log %s)", err, s.auth.LogPath)
+	}
+	return s.startUser(userURL)
+}
+
+func (s *rpcServices) startUser(userURL string) (time.Duration, error) {
+	var err error
+	s.user, err = localproc.Start(filepath.Join(s.bins, "user"), nil, append(s.common(),
+		"GRPC_ADDR="+s.addr(2), "HTTP_ADDR="+s.addr(3), "DATABASE_URL="+userURL,
+		"JWKS_URL=http://"+s.addr(1)+"/.well-known/jwks.json",
+		"BOOTSTRAP_ADMIN_EMAIL="+adminEmail, "BOOTSTRAP_ADMIN_PASSWORD="+adminPassword,
+		"SIGNUP_RATE_PER_ADDR=0", "VERIFY_PASSWORD_RATE=0"),
+		"", filepath.Join(s.work, "user.log"))
+	if err != nil {
+		return 0, err
+	}
+	took, err := localproc.WaitServing(s.addr(2), s.user)
+	if err != nil {
+		return 0, fmt.Errorf("user service: %w (log %s)", err, s.user.LogPath)
+	}
+	return took, nil
+}
+
+func (s *rpcServices) stop() {
+	for _, p := range []*localproc.Proc{s.user, s.auth} {
+		if p != nil {
+			p.Stop()
+		}
+	}
+	s.user, s.auth = nil, nil
+}
+
+// rpcSteps are the operations as calls to the running services, each made
+// by conc callers at once. ids and emails are the seeded users (every one
+// with the password seeding.Password), tokens seeded refresh tokens that
+// no other step uses, deep the id a page 90% into the listing starts
+// after and deepRest how many users sort after it. The revocations come last: they end sessions the refreshes use.
+func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens []string, deep string, deepRest, samples, conc int) (reads, ends []step, closeFn func(), err error) {
+	conns := make([]*grpc.ClientConn, 0, 2)
+	closeFn = func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	for _, a := range []string{s.addr(0), s.addr(2)} {
+		c, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeFn()
+			return nil, nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	authc, userc := authv1.NewAuthServiceClient(conns[0]), userv1.NewUserServiceClient(conns[1])
+	login, err := authc.Login(ctx, &authv1.LoginRequest{Email: adminEmail, Password: adminPassword})
+	if err != nil {
+		closeFn()
+		return nil, nil, nil, fmt.Errorf("admin login: %w", err)
+	}
+	admin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login.GetAccessToken())
+	deepToken := user.PageTokenAfter(deep)
+	var mu sync.Mutex
+	// Seeded, so two runs pick the same rows; nothing here is a secret.
+	rng := rand.New(rand.NewPCG(uint64(len(ids)), 2)) //nolint:gosec // reproducible picks, not a secret
+	pick := func(list []string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return list[rng.IntN(len(list))]
+	}
+	reads = []step{
+		{"GetUser (RPC, admin token, random user)", samples, conc, func(int) error {
+			_, err := userc.GetUser(admin, &userv1.GetUserRequest{Id: pick(ids)})
+			return err
+		}},
+		{"ListUsers (RPC), first page of 50", samples / 4, conc, func(int) error {
+			_, err := userc.ListUsers(admin, &userv1.ListUsersRequest{PageSize: 50})
+			return err
+		}},
+		{"ListUsers (RPC), page 90% deep", samples / 4, conc, func(int) error {
+			r, err := userc.ListUsers(admin, &userv1.ListUsersRequest{PageSize: 50, PageToken: deepToken})
+			if want := min(50, deepRest); err == nil && len(r.GetUsers()) != want {
+				err = fmt.Errorf("deep page: %d users, want %d", len(r.GetUsers()), want)
+			}
+			return err
+		}},
+		// argon2id bounds Login at a few dozen a second on two cores:
+		// fewer calls, two at once (the hashing slots), so the figure is
+		// the hash and the lookups, not the admission queue.
+		{"Login (RPC, argon2id), random user", max(20, samples/20), min(conc, 2), func(int) error {
+			_, err := authc.Login(ctx, &authv1.LoginRequest{Email: pick(emails), Password: Password})
+			return err
+		}},
+		{"RefreshToken (RPC)", len(tokens), conc, func(i int) error {
+			_, err := authc.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: tokens[i]})
+			return err
+		}},
+	}
+	ends = []step{
+		{"RevokeAllSessions (RPC, admin token, random user)", samples / 4, conc, func(int) error {
+			_, err := authc.RevokeAllSessions(admin, &authv1.RevokeAllSessionsRequest{UserId: pick(ids)})
+			return err
+		}},
+	}
+	return reads, ends, closeFn, nil
+}
+
+// restarts times the User service's start to SERVING n times on the
+// seeded database: exec, configuration, Open with the migrations (none
+// pending), the bootstrap admin check, the listeners.
+func (s *rpcServices) restarts(userURL string, n int) step {
+	return step{"start: User service exec to SERVING (RPC)", n, 1, func(int) error {
+		if s.user != nil {
+			s.user.Stop()
+			s.user = nil
+		}
+		_, err := s.startUser(userURL)
+		return err
+	}}
+}
+
+// timeStep runs st.n calls, st.conc at a time, and records each call's
+// latency and the wall time of the whole.
+func timeStep(st step) (op, error) {
+	o := op{name: st.name}
+	next := make(chan int)
+	var mu sync.Mutex
+	var first error
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range max(1, st.conc) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := range next {
+				c0 := time.Now()
+				err := st.f(i)
+				d := time.Since(c0)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("%s: call %d: %w", st.name, i, err)
+				}
+				mu.Unlock()
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			o.d = append(o.d, mine...)
+			mu.Unlock()
+		}()
+	}
+	for i := range st.n {
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	o.wall = time.Since(t0)
+	if first != nil {
+		return o, first
+	}
+	if len(o.d) == 0 {
+		return o, errors.New(st.name + ": no calls")
+	}
+	slices.Sort(o.d)
+	return o, nil
+}
