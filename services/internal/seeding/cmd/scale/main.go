@@ -275,12 +275,21 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 		}},
 	}
 	// The revocations end sessions the refreshes use: they come last.
+	// Each revokes a user no other call has, so every call ends the ten
+	// live families at each size (at 1k users, random picks would repeat
+	// users and time no-op updates, flattering the smallest size).
+	order := rng.Perm(len(ids))
+	k := min(samples/4, len(ids)/2)
+	storeRevoke, rpcRevoke := make([]string, k), make([]string, k)
+	for i := range k {
+		storeRevoke[i], rpcRevoke[i] = ids[order[i]], ids[order[k+i]]
+	}
 	ends := []step{
-		{"RevokeAllSessions (one user's families)", samples / 4, 1, func(int) error {
-			_, err := refresh.RevokeUserFamilies(ctx, pick(ids), 1<<40, now)
+		{"RevokeAllSessions (one user's families)", len(storeRevoke), 1, func(i int) error {
+			_, err := refresh.RevokeUserFamilies(ctx, storeRevoke[i], 1<<40, now)
 			return err
 		}},
-		{"background purge, nothing to purge", 20, 1, func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
+		{"background purge, nothing to purge", 200, 1, func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
 		{"start: Open + migrations (user database)", 20, 1, func(int) error {
 			db, err := database.Open(ctx, userURL, userstore.Migrations)
 			if err == nil {
@@ -300,7 +309,7 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 		// After deep: the seeded users that sort after it, and the
 		// bootstrap admin, whose UUIDv7 is newer than any of them.
 		after := len(sorted) - deepAt - 1 + 1
-		rpcReads, rpcEnds, closeClients, err = rpc.steps(ctx, ids, emails, rpcToks, deep, after, samples, conc)
+		rpcReads, rpcEnds, closeClients, err = rpc.steps(ctx, ids, emails, rpcToks, rpcRevoke, deep, after, samples, conc)
 		if err != nil {
 			return res, err
 		}

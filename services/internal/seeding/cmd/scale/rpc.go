@@ -108,12 +108,14 @@ func (s *rpcServices) stop() {
 	s.user, s.auth = nil, nil
 }
 
-// rpcSteps are the operations as calls to the running services, each made
+// steps are the operations as calls to the running services, each made
 // by conc callers at once. ids and emails are the seeded users (every one
-// with the password seeding.Password), tokens seeded refresh tokens that
-// no other step uses, deep the id a page 90% into the listing starts
-// after and deepRest how many users sort after it. The revocations come last: they end sessions the refreshes use.
-func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens []string, deep string, deepRest, samples, conc int) (reads, ends []step, closeFn func(), err error) {
+// with the password Password); tokens (seeded refresh tokens) and revoke
+// (users) are for these calls alone; deep is the id a page 90% into the
+// listing starts after, deepRest how many users sort after it. The
+// revocations are in ends, to run last: they end sessions the refreshes
+// use.
+func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens, revoke []string, deep string, deepRest, samples, conc int) (reads, ends []step, closeFn func(), err error) {
 	conns := make([]*grpc.ClientConn, 0, 2)
 	closeFn = func() {
 		for _, c := range conns {
@@ -173,8 +175,8 @@ func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens []string, d
 		}},
 	}
 	ends = []step{
-		{"RevokeAllSessions (RPC, admin token, random user)", samples / 4, conc, func(int) error {
-			_, err := authc.RevokeAllSessions(admin, &authv1.RevokeAllSessionsRequest{UserId: pick(ids)})
+		{"RevokeAllSessions (RPC, admin token, random user)", len(revoke), conc, func(i int) error {
+			_, err := authc.RevokeAllSessions(admin, &authv1.RevokeAllSessionsRequest{UserId: revoke[i]})
 			return err
 		}},
 	}
