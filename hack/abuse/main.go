@@ -160,8 +160,10 @@ func (e *env) start(bin string) error {
 		"GRPC_ADDR="+addr(2), "HTTP_ADDR="+addr(3), "DATABASE_URL=sqlite://"+filepath.Join(e.work, "user.db"),
 		"JWKS_URL=http://"+addr(1)+"/.well-known/jwks.json",
 		"BOOTSTRAP_ADMIN_EMAIL="+e.adminEmail, "BOOTSTRAP_ADMIN_PASSWORD="+e.adminPassword,
-		// What the chart sets: the memory limit, and a hashing budget that fits it.
-		"GOMEMLIMIT=256MiB", "PASSWORD_HASH_CONCURRENCY=4",
+		// What the chart's User pod gets: 90% of its 256 MiB memory limit
+		// as the soft limit (the service sets it from the cgroup), and a
+		// hashing budget that fits it.
+		"GOMEMLIMIT=241591910", "PASSWORD_HASH_CONCURRENCY=4",
 		// Like the chart's Service: 8 idle HTTP connections fill it, so the
 		// idle-http attack needs few.
 		"HTTP_MAX_CONNECTIONS=8", "HTTP_IDLE_TIMEOUT=2s"), "", e.userLog); err != nil {

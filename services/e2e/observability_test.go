@@ -219,6 +219,37 @@ func TestPrometheusScrapesBothServices(t *testing.T) {
 	})
 }
 
+// TestSoftMemoryLimitFollowsTheContainer: every pod's Go runtime runs with
+// 90% of its container's memory limit as its soft limit
+// (go_gc_gomemlimit_bytes), which the service reads from its own cgroup:
+// the chart passes no GOMEMLIMIT, and the rest of the limit is left for
+// memory the runtime does not count.
+func TestSoftMemoryLimitFollowsTheContainer(t *testing.T) {
+	prom := forwardFor(t, monitoring, prometheusService, 9090)
+	for _, svc := range []string{"user", "auth"} {
+		want := math.Floor(memoryLimit(t, svc) * 0.9)
+		q := fmt.Sprintf(`go_gc_gomemlimit_bytes{namespace=%q, job="gatehouse-%s"}`, namespace, svc)
+		eventually(t, 2*time.Minute, "go_gc_gomemlimit_bytes of both "+svc+" pods", func() error {
+			v, err := query(prom, q)
+			if err != nil {
+				return err
+			}
+			pods := map[string]bool{}
+			for _, s := range v {
+				if got := s.float(); got != want {
+					return fmt.Errorf("pod %s: soft memory limit %.0f bytes, want %.0f (90%% of the container's)", s.Metric["pod"], got, want)
+				}
+				pods[s.Metric["pod"]] = true
+			}
+			if len(pods) != 2 {
+				return fmt.Errorf("%d pods report go_gc_gomemlimit_bytes, want 2 (one per replica): %v", len(pods), pods)
+			}
+			t.Logf("%s: soft memory limit %.0f bytes in both pods (90%% of the container's)", svc, want)
+			return nil
+		})
+	}
+}
+
 // TestPrometheusRulesLoaded: every alert of the chart's rule file is loaded
 // from the PrometheusRule and evaluates without error.
 func TestPrometheusRulesLoaded(t *testing.T) {

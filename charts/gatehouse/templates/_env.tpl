@@ -55,10 +55,6 @@ OTEL_TRACES_SAMPLER_ARG: {{ $root.Values.tracing.samplerArg | toString | quote }
       fieldPath: metadata.namespace
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME),service.instance.id=$(POD_NAME)"
-- name: GOMEMLIMIT
-  valueFrom:
-    resourceFieldRef:
-      resource: limits.memory
 {{- $mode := include "gatehouse.databaseMode" . }}
 {{- if eq $mode "postgresql-external" }}
 - name: DATABASE_URL

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"math"
 	"runtime/debug"
 	"strings"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // DefaultGOGC is the garbage collector's target when GOGC is not set.
@@ -15,9 +18,8 @@ import (
 // make bench's profile; 5% at 200). At 200 the collector runs half as
 // often, for a heap up to three times the live one: ~10 MiB more at peak
 // for GetUser, more where the live heap is large (thousands of idle
-// connections; see the README). The chart and the kustomize base set
-// GOMEMLIMIT to the container's memory limit, and near it the collector
-// runs as often as it must, whatever GOGC says. That limit is soft and
+// connections; see the README). Near the soft memory limit (tuneMemory)
+// the collector runs as often as it must, whatever GOGC says. That limit
 // counts only the Go runtime's memory, so it bounds the trade, not the
 // pod: the README's connection figures show where it is reached.
 const DefaultGOGC = 200
@@ -28,6 +30,37 @@ func tuneGC(environ []string) {
 	if lookupEnv(environ, "GOGC") == "" {
 		debug.SetGCPercent(DefaultGOGC)
 	}
+}
+
+// MemoryLimitRatio is the share of the container's memory limit that
+// becomes the Go runtime's soft limit (GOMEMLIMIT) when GOMEMLIMIT is not
+// set. Not all of it: the limit counts only the Go runtime's own memory,
+// while the container's also holds the binary's pages, SQLite's memory
+// map and the kernel's socket buffers. With 10,000 idle connections and
+// GOMEMLIMIT at the whole 256 MiB limit the User service peaked at
+// 266 MiB (make bench-conns), past the limit that gets a pod killed.
+const MemoryLimitRatio = 0.9
+
+// tuneMemory sets the runtime's soft memory limit to MemoryLimitRatio of
+// the memory limit limit reports (the container's cgroup, in production)
+// unless GOMEMLIMIT is set, and returns the limit in force. No limit, or
+// none that can be read (no cgroup, another OS), leaves the runtime's
+// default, no limit: the process is not in a container that would kill
+// it. The result is on /metrics as go_gc_gomemlimit_bytes.
+func tuneMemory(environ []string, limit memlimit.Provider) int64 {
+	if lookupEnv(environ, "GOMEMLIMIT") != "" {
+		return debug.SetMemoryLimit(-1)
+	}
+	n, err := limit()
+	if err != nil || n == 0 {
+		return debug.SetMemoryLimit(-1)
+	}
+	soft := float64(n) * MemoryLimitRatio
+	if soft >= math.MaxInt64 {
+		return debug.SetMemoryLimit(-1)
+	}
+	debug.SetMemoryLimit(int64(soft))
+	return int64(soft)
 }
 
 // lookupEnv returns the first value of key in environ, "" if unset: the

@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
+	"math"
 	"runtime/debug"
 	"testing"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 )
 
 // TestTuneGC: DefaultGOGC applies unless GOGC is set.
@@ -26,6 +30,40 @@ func TestTuneGC(t *testing.T) {
 			tuneGC(tt.environ)
 			if got := debug.SetGCPercent(100); got != tt.wantGOGC {
 				t.Errorf("GOGC = %d, want %d", got, tt.wantGOGC)
+			}
+		})
+	}
+}
+
+// TestTuneMemory: MemoryLimitRatio of the container's limit becomes the
+// soft limit unless GOMEMLIMIT is set; no readable limit leaves none.
+func TestTuneMemory(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(before) })
+	const untouched = int64(12345 << 20)
+	limit := func(n uint64, err error) memlimit.Provider {
+		return func() (uint64, error) { return n, err }
+	}
+	tests := []struct {
+		name    string
+		environ []string
+		limit   memlimit.Provider
+		want    int64
+	}{
+		{"256 MiB container", nil, limit(256<<20, nil), 241591910},
+		{"128 MiB container", []string{"GOMEMLIMIT="}, limit(128<<20, nil), 120795955},
+		{"GOMEMLIMIT set: the runtime read it", []string{"GOMEMLIMIT=100MiB"}, limit(256<<20, nil), untouched},
+		{"no limit (cgroup max)", nil, limit(0, memlimit.ErrNoLimit), untouched},
+		{"no cgroup to read", nil, limit(0, errors.New("no cgroup mount")), untouched},
+		{"a zero limit is none", nil, limit(0, nil), untouched},
+		{"a limit past int64", nil, limit(math.MaxUint64, nil), untouched},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			debug.SetMemoryLimit(untouched)
+			got := tuneMemory(tt.environ, tt.limit)
+			if now := debug.SetMemoryLimit(-1); now != tt.want || got != tt.want {
+				t.Errorf("soft limit %d, tuneMemory said %d, want %d", now, got, tt.want)
 			}
 		})
 	}
