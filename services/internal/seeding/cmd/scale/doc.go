@@ -25,8 +25,14 @@
 // (argon2id with the service's own parameters, two at a time), RefreshToken
 // of seeded tokens, and the User service's start from exec to SERVING.
 //
+// Every size is seeded first and all are timed together, in -rounds
+// rounds that each make a share of every operation's calls on each size
+// in turn: the sizes of one operation are measured seconds apart, so a
+// drift in this machine's speed over the minutes of seeding cannot pass
+// for a cost of size. A ratio is the median of the rounds' ratios.
+//
 //	go run ./services/internal/seeding/cmd/scale [-postgres URL [-no-sqlite]] [-sizes 1000:10000,100000:1000000] [-samples 2000]
-//	    [-rpc=false] [-concurrency 4] [-sqlite-params 'k=v&...'] [-keep -dir DIR]
+//	    [-rounds 3] [-rpc=false] [-concurrency 4] [-sqlite-params 'k=v&...'] [-keep -dir DIR]
 //
 // -postgres names a server whose role may CREATE DATABASE; without it only
 // SQLite is measured. -sqlite-params adds query parameters to the SQLite

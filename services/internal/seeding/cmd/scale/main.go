@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sqliteParams := fs.String("sqlite-params", "", "query parameters added to the SQLite URLs, to try a setting (e.g. _pragma=cache_size(-8192))")
 	rpcOn := fs.Bool("rpc", true, "also time the operations as gRPC calls to the User and Auth services, built from this checkout and run on each size's databases")
 	root := fs.String("root", ".", "the module root the services are built from (with -rpc)")
+	rounds := fs.Int("rounds", 3, "rounds that alternate between the sizes; the ratios are the median of the rounds' ratios")
 	conc := fs.Int("concurrency", 4, "calls in flight for the gRPC timings (Login: at most 2)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,6 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conc < 1 {
 		return errors.New("-concurrency must be at least 1")
+	}
+	if *rounds < 1 || *rounds > 20 {
+		return errors.New("-rounds must be 1 to 20")
 	}
 	dir := *work
 	if dir == "" {
@@ -118,24 +122,52 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dialects = append(dialects, "postgres")
 	}
 	for _, dialect := range dialects {
-		var results []result
-		for _, sz := range sizes {
-			fmt.Fprintf(stderr, "scale: %s, %s: seeding\n", dialect, sz)
-			userURL, authURL, drop, err := databases(ctx, dialect, dir, *pg, sz, *sqliteParams)
-			if err != nil {
+		if err := measureDialect(ctx, dialect, sizes, dir, *pg, *sqliteParams, hash, *samples, *rounds, rpc, *conc, *keep, stdout, stderr); err != nil {
+			return fmt.Errorf("%s: %w", dialect, err)
+		}
+	}
+	return nil
+}
+
+// measureDialect seeds every size on one database, then times them all
+// in rounds (timeRounds) and reports.
+func measureDialect(ctx context.Context, dialect string, sizes []size, dir, pg, sqliteParams, hash string, samples, rounds int, rpc *rpcServices, conc int, keep bool, stdout, stderr io.Writer) error {
+	var ps []*prepared
+	defer func() {
+		for _, p := range ps {
+			p.close()
+		}
+	}()
+	for _, sz := range sizes {
+		fmt.Fprintf(stderr, "scale: %s, %s: seeding\n", dialect, sz)
+		userURL, authURL, drop, err := databases(ctx, dialect, dir, pg, sz, sqliteParams)
+		if err != nil {
+			return err
+		}
+		var svc *rpcServices
+		if rpc != nil {
+			if svc, err = rpc.forSize(sz.String()); err != nil {
 				return err
 			}
-			r, err := measure(ctx, userURL, authURL, hash, sz, *samples, rpc, *conc, stderr)
-			if !*keep {
-				drop()
-			}
-			if err != nil {
-				return fmt.Errorf("%s, %s: %w", dialect, sz, err)
-			}
-			results = append(results, r)
 		}
-		report(stdout, dialect, results, *conc)
+		p, err := prepare(ctx, userURL, authURL, hash, sz, samples, svc, conc, stderr)
+		if !keep {
+			p.closers = append([]func(){drop}, p.closers...)
+		}
+		ps = append(ps, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", sz, err)
+		}
 	}
+	fmt.Fprintf(stderr, "scale: %s: timing every size in %d rounds\n", dialect, rounds)
+	if err := timeRounds(ps, rounds, stderr); err != nil {
+		return err
+	}
+	results := make([]result, len(ps))
+	for i, p := range ps {
+		results[i] = p.res
+	}
+	report(stdout, dialect, results, conc, rounds)
 	return nil
 }
 
@@ -184,9 +216,11 @@ func databases(ctx context.Context, dialect, dir, server string, sz size, sqlite
 }
 
 type op struct {
-	name string
-	d    []time.Duration // sorted
-	wall time.Duration   // from the first call's start to the last one's end
+	name     string
+	d        []time.Duration // sorted
+	wall     time.Duration   // the rounds' wall times, first call's start to last one's end
+	roundP50 []time.Duration
+	ratios   []float64 // per round, p50 over the first size's p50
 }
 
 // step is an operation to time: n calls, conc of them at a time, call i
@@ -207,42 +241,62 @@ type result struct {
 // Password is every seeded user's password.
 const Password = "seeded users share this password" //nolint:gosec // a bench fixture, not a credential
 
-func measure(ctx context.Context, userURL, authURL, hash string, sz size, samples int, rpc *rpcServices, conc int, log io.Writer) (result, error) {
-	res := result{size: sz}
+// prepared is one size, seeded, with its operations ready to time in
+// four groups, in this order: the store's reads, the RPC reads, the
+// store's ends and the RPC ends (the revocations end sessions the
+// refreshes use, so they come last).
+type prepared struct {
+	res     result
+	groups  [4][]step
+	closers []func()
+}
+
+func (p *prepared) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// prepare seeds one size's databases and readies its steps; with rpc it
+// starts the services on them. p.close undoes what it did, even after an
+// error.
+func prepare(ctx context.Context, userURL, authURL, hash string, sz size, samples int, rpc *rpcServices, conc int, log io.Writer) (p *prepared, err error) {
+	p = &prepared{res: result{size: sz}}
+	res := &p.res
 	udb, err := database.Open(ctx, userURL, userstore.Migrations)
 	if err != nil {
-		return res, err
+		return p, err
 	}
-	defer func() { _ = udb.Close() }()
+	p.closers = append(p.closers, func() { _ = udb.Close() })
 	adb, err := database.Open(ctx, authURL, authstore.Migrations)
 	if err != nil {
-		return res, err
+		return p, err
 	}
-	defer func() { _ = adb.Close() }()
+	p.closers = append(p.closers, func() { _ = adb.Close() })
 	var tokens strings.Builder
 	start := time.Now()
 	// The store's refreshes and the RPC ones each use tokens of their own.
 	o := seeding.Options{Users: sz.users, PasswordHash: hash, Families: sz.families, Tokens: &tokens, TokenCount: 2 * samples}
 	ids, emails, err := seeding.Users(ctx, udb, o)
 	if err != nil {
-		return res, err
+		return p, err
 	}
 	if err := seeding.Families(ctx, adb, o, ids); err != nil {
-		return res, err
+		return p, err
 	}
 	res.seedTime = time.Since(start)
 	fmt.Fprintf(log, "scale:   seeded in %s; analysing\n", res.seedTime.Round(time.Millisecond))
 	for _, db := range []*database.DB{udb, adb} {
 		q := "ANALYZE"
 		if _, err := db.SQL().ExecContext(ctx, q); err != nil {
-			return res, err
+			return p, err
 		}
 	}
 	if res.bytesPerUser, err = sizeOf(ctx, udb, userURL, []string{"users"}, sz.users); err != nil {
-		return res, err
+		return p, err
 	}
 	if res.bytesPerFm, err = sizeOf(ctx, adb, authURL, []string{"refresh_families", "refresh_tokens"}, sz.families); err != nil {
-		return res, err
+		return p, err
 	}
 
 	users := userstore.New(udb)
@@ -298,38 +352,72 @@ func measure(ctx context.Context, userURL, authURL, hash string, sz size, sample
 			return err
 		}},
 	}
-	var rpcReads, rpcEnds []step
-	if rpc != nil {
-		fmt.Fprintf(log, "scale:   starting the services on the seeded databases\n")
-		if _, err := rpc.start(userURL, authURL); err != nil {
-			return res, err
-		}
-		defer rpc.stop()
-		var closeClients func()
-		// After deep: the seeded users that sort after it, and the
-		// bootstrap admin, whose UUIDv7 is newer than any of them.
-		after := len(sorted) - deepAt - 1 + 1
-		rpcReads, rpcEnds, closeClients, err = rpc.steps(ctx, ids, emails, rpcToks, rpcRevoke, deep, after, samples, conc)
-		if err != nil {
-			return res, err
-		}
-		defer closeClients()
-		rpcEnds = append(rpcEnds, rpc.restarts(userURL, 5))
+	p.groups[0], p.groups[2] = reads, ends
+	if rpc == nil {
+		return p, nil
 	}
-	for _, group := range []struct {
-		steps []step
-		into  *[]op
-	}{{reads, &res.ops}, {rpcReads, &res.rpcOps}, {ends, &res.ops}, {rpcEnds, &res.rpcOps}} {
-		for _, s := range group.steps {
-			fmt.Fprintf(log, "scale:   %s\n", s.name)
-			o, err := timeStep(s)
-			if err != nil {
-				return res, err
+	fmt.Fprintf(log, "scale:   starting the services on the seeded databases\n")
+	p.closers = append(p.closers, rpc.stop)
+	if _, err := rpc.start(userURL, authURL); err != nil {
+		return p, err
+	}
+	// After deep: the seeded users that sort after it, and the bootstrap
+	// admin, whose UUIDv7 is newer than any of them.
+	after := len(sorted) - deepAt - 1 + 1
+	rpcReads, rpcEnds, closeClients, err := rpc.steps(ctx, ids, emails, rpcToks, rpcRevoke, deep, after, samples, conc)
+	if err != nil {
+		return p, err
+	}
+	p.closers = append(p.closers, closeClients)
+	p.groups[1], p.groups[3] = rpcReads, append(rpcEnds, rpc.restarts(userURL, 20))
+	return p, nil
+}
+
+// timeRounds times every step of every size in rounds: each round makes a
+// share of each step's calls on each size in turn (in reverse order every
+// other round), so the sizes of one step are measured seconds apart, not
+// a seeding (minutes) apart, and a drift of this machine's speed falls on
+// all of them. A step's ratio is the median over rounds of its p50 at
+// that size over its p50 at the first size in the same round.
+func timeRounds(ps []*prepared, rounds int, log io.Writer) error {
+	for g := range ps[0].groups {
+		for i, st := range ps[0].groups[g] {
+			fmt.Fprintf(log, "scale:   %s\n", st.name)
+			ops := make([]op, len(ps))
+			for r := range rounds {
+				order := make([]int, len(ps))
+				for k := range order {
+					order[k] = k
+					if r%2 == 1 {
+						order[k] = len(ps) - 1 - k
+					}
+				}
+				for _, k := range order {
+					st := ps[k].groups[g][i]
+					part, err := timeStep(st, st.n*r/rounds, st.n*(r+1)/rounds)
+					if err != nil {
+						return fmt.Errorf("%s: %w", ps[k].res.size, err)
+					}
+					ops[k].name = st.name
+					ops[k].d = append(ops[k].d, part.d...)
+					ops[k].wall += part.wall
+					ops[k].roundP50 = append(ops[k].roundP50, pct(part.d, 0.5))
+				}
 			}
-			*group.into = append(*group.into, o)
+			for k, p := range ps {
+				slices.Sort(ops[k].d)
+				for r := range rounds {
+					ops[k].ratios = append(ops[k].ratios, float64(ops[k].roundP50[r])/float64(ops[0].roundP50[r]))
+				}
+				if g%2 == 0 {
+					p.res.ops = append(p.res.ops, ops[k])
+				} else {
+					p.res.rpcOps = append(p.res.rpcOps, ops[k])
+				}
+			}
 		}
 	}
-	return res, nil
+	return nil
 }
 
 // sizeOf is the bytes the tables (indexes included) take, per row.
@@ -365,8 +453,8 @@ func pct(d []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
-func report(w io.Writer, dialect string, rs []result, conc int) {
-	fmt.Fprintf(w, "\n%s, the store's queries: p50 / p99 of one call, ops/s of one caller (1 / mean), and the p50 as a ratio to the smallest size\n\n", dialect)
+func report(w io.Writer, dialect string, rs []result, conc, rounds int) {
+	fmt.Fprintf(w, "\n%s, the store's queries: p50 / p99 of one call, ops/s of one caller (1 / mean), and the p50 as a ratio to the smallest size's (median of %d rounds' ratios)\n\n", dialect, rounds)
 	table(w, rs, func(r result) []op { return r.ops })
 	fmt.Fprint(w, "| bytes per user / per family (tables and indexes) |")
 	for _, r := range rs {
@@ -380,7 +468,7 @@ func report(w io.Writer, dialect string, rs []result, conc int) {
 	if len(rs[0].rpcOps) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n%s, gRPC calls to the services: p50 / p99 of one call, calls per second with %d in flight (Login: 2), and the p50 as a ratio to the smallest size\n\n", dialect, conc)
+	fmt.Fprintf(w, "\n%s, gRPC calls to the services: p50 / p99 of one call, calls per second with %d in flight (Login: 2), and the p50 as a ratio to the smallest size's (median of %d rounds' ratios)\n\n", dialect, conc, rounds)
 	table(w, rs, func(r result) []op { return r.rpcOps })
 }
 
@@ -396,12 +484,12 @@ func table(w io.Writer, rs []result, ops func(result) []op) {
 	fmt.Fprintln(w)
 	for i, first := range ops(rs[0]) {
 		fmt.Fprintf(w, "| %s |", first.name)
-		base := pct(first.d, 0.5)
 		for _, r := range rs {
 			o := ops(r)[i]
-			p50 := pct(o.d, 0.5)
-			fmt.Fprintf(w, " %s / %s, %.0f/s, %.2f× |", ms(p50), ms(pct(o.d, 0.99)),
-				float64(len(o.d))/o.wall.Seconds(), float64(p50)/float64(base))
+			ratios := slices.Clone(o.ratios)
+			slices.Sort(ratios)
+			fmt.Fprintf(w, " %s / %s, %.0f/s, %.2f× |", ms(pct(o.d, 0.5)), ms(pct(o.d, 0.99)),
+				float64(len(o.d))/o.wall.Seconds(), ratios[len(ratios)/2])
 		}
 		fmt.Fprintln(w)
 	}

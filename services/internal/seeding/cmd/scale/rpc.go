@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +49,16 @@ func buildServices(root, work string) (*rpcServices, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// forSize is a copy of s for one size's services, logging into a
+// directory of its own.
+func (s *rpcServices) forSize(name string) (*rpcServices, error) {
+	work := filepath.Join(s.work, strings.NewReplacer(" ", "", "/", "-").Replace(name))
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return nil, err
+	}
+	return &rpcServices{bins: s.bins, keys: s.keys, work: work}, nil
 }
 
 func (s *rpcServices) addr(i int) string { return "127.0.0.1:" + strconv.Itoa(s.ports[i]) }
@@ -197,9 +209,9 @@ func (s *rpcServices) restarts(userURL string, n int) step {
 	}}
 }
 
-// timeStep runs st.n calls, st.conc at a time, and records each call's
-// latency and the wall time of the whole.
-func timeStep(st step) (op, error) {
+// timeStep makes st's calls lo to hi-1, st.conc at a time, and records
+// each call's latency and the wall time of the whole.
+func timeStep(st step, lo, hi int) (op, error) {
 	o := op{name: st.name}
 	next := make(chan int)
 	var mu sync.Mutex
@@ -227,7 +239,7 @@ func timeStep(st step) (op, error) {
 			mu.Unlock()
 		}()
 	}
-	for i := range st.n {
+	for i := lo; i < hi; i++ {
 		mu.Lock()
 		failed := first != nil
 		mu.Unlock()
