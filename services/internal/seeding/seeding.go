@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"strings"
 	"time"
 
@@ -26,7 +27,10 @@ type Options struct {
 	PasswordHash string
 	Batch        int
 	// Families to add (one current token each), spread over the users
-	// round-robin; the first TokenCount tokens go to Tokens, one per line.
+	// round-robin. The tokens of TokenCount families picked at random go
+	// to Tokens, one per line, in the order picked: spread over the whole
+	// table, not its oldest rows (the first pages a time-ordered key
+	// fills), whose pages a measurement would find warm.
 	Families   int
 	Tokens     io.Writer
 	TokenCount int
@@ -55,8 +59,8 @@ func batch(o Options) int {
 }
 
 // Families inserts o.Families refresh families of userIDs into an Auth
-// service database, each with one current token, and writes the first
-// o.TokenCount tokens to o.Tokens.
+// service database, each with one current token, and writes the tokens
+// of o.TokenCount families picked at random to o.Tokens.
 func Families(ctx context.Context, db *database.DB, o Options, userIDs []string) error {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	famIDs := make([]string, o.Families)
@@ -72,17 +76,50 @@ func Families(ctx context.Context, db *database.DB, o Options, userIDs []string)
 	if w == nil {
 		w = io.Discard
 	}
+	picked := pick(o.Families, o.TokenCount)
+	written := make([]string, len(picked))
 	tcols := []string{"hash", "family_id", "issued_at", "idle_expires_at"}
-	return inBatches(ctx, db, "refresh_tokens", tcols, o.Families, batch(o), func(i int) []any {
+	err = inBatches(ctx, db, "refresh_tokens", tcols, o.Families, batch(o), func(i int) []any {
 		b := make([]byte, 32)
 		_, _ = rand.Read(b)
 		token := base64.RawURLEncoding.EncodeToString(b)
-		if i < o.TokenCount {
-			_, _ = fmt.Fprintln(w, token)
+		if at, ok := picked[i]; ok {
+			written[at] = token
 		}
 		sum := sha256.Sum256([]byte(token))
 		return []any{hex.EncodeToString(sum[:]), famIDs[i], now, now.Add(30 * 24 * time.Hour)}
 	})
+	if err != nil {
+		return err
+	}
+	for _, token := range written {
+		if _, err := fmt.Fprintln(w, token); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pick chooses k of the indexes 0 to n-1 (all of them if k >= n) at
+// random and maps each to its place in the order picked. Seeded, so two
+// runs of one size pick the same rows.
+func pick(n, k int) map[int]int {
+	rng := mrand.New(mrand.NewPCG(uint64(n), uint64(k))) //nolint:gosec // reproducible picks, not a secret
+	k = max(0, min(k, n))
+	picked := make(map[int]int, k)
+	if 2*k > n {
+		for at, i := range rng.Perm(n)[:k] {
+			picked[i] = at
+		}
+		return picked
+	}
+	for len(picked) < k {
+		i := rng.IntN(n)
+		if _, dup := picked[i]; !dup {
+			picked[i] = len(picked)
+		}
+	}
+	return picked
 }
 
 // inBatches inserts n rows of table, row(i) giving the i-th, batch rows per
