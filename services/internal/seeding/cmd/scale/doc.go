@@ -24,12 +24,19 @@
 // token, ListUsers' first page and one 90% deep, Login of random users
 // (argon2id with the service's own parameters, two at a time), RefreshToken
 // of seeded tokens, and the User service's start from exec to SERVING.
+// The User service runs with its user cache off (USER_CACHE_SIZE=0): it
+// would hold every user of a small size and a hundredth of 1M, and the
+// ratio would measure its hit rate, not the data (make bench measures the
+// cached path). The refresh tokens are of families picked at random over
+// the whole table, each used once; each revocation ends a user no other
+// call touched.
 //
 // Every size is seeded first and all are timed together, in -rounds
 // rounds that each make a share of every operation's calls on each size
 // in turn: the sizes of one operation are measured seconds apart, so a
 // drift in this machine's speed over the minutes of seeding cannot pass
-// for a cost of size. A ratio is the median of the rounds' ratios.
+// for a cost of size. A ratio is the median of the rounds' ratios. An
+// interrupt (Ctrl-C) stops the run and still removes what it seeded.
 //
 //	go run ./services/internal/seeding/cmd/scale [-postgres URL [-no-sqlite]] [-sizes 1000:10000,100000:1000000] [-samples 2000]
 //	    [-rounds 3] [-rpc=false] [-concurrency 4] [-sqlite-params 'k=v&...'] [-keep -dir DIR]

@@ -11,10 +11,12 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/services/internal/auth"
@@ -26,7 +28,11 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	// Interrupted, the run stops its calls and still removes what it
+	// seeded (gigabytes at 1M users) and stops the services it started.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
@@ -63,13 +69,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *rounds < 1 || *rounds > 20 {
+		return errors.New("-rounds must be 1 to 20")
+	}
 	var sizes []size
 	for _, f := range strings.Split(*sizesFlag, ",") {
 		u, m, ok := strings.Cut(f, ":")
 		nu, err1 := strconv.Atoi(u)
 		nm, err2 := strconv.Atoi(m)
-		if !ok || err1 != nil || err2 != nil || nu <= 0 || nm < nu {
-			return fmt.Errorf("-sizes: %q is not USERS:FAMILIES with FAMILIES >= USERS > 0", f)
+		// Each round revokes users of its own, half of them through
+		// the store: 2 per round at least.
+		if !ok || err1 != nil || err2 != nil || nu < 2*(*rounds) || nm < nu {
+			return fmt.Errorf("-sizes: %q is not USERS:FAMILIES with FAMILIES >= USERS >= %d (2 × -rounds)", f, 2*(*rounds))
+		}
+		if n := len(sizes); n > 0 && (nu < sizes[n-1].users || nm < sizes[n-1].families) {
+			return fmt.Errorf("-sizes: %q is smaller than the size before it: smallest first (the ratios are to the first)", f)
 		}
 		sizes = append(sizes, size{nu, nm})
 	}
@@ -84,9 +98,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *conc < 1 {
 		return errors.New("-concurrency must be at least 1")
-	}
-	if *rounds < 1 || *rounds > 20 {
-		return errors.New("-rounds must be 1 to 20")
 	}
 	dir := *work
 	if dir == "" {
@@ -147,6 +158,9 @@ func measureDialect(ctx context.Context, dialect string, sizes []size, dir, pg, 
 		var svc *rpcServices
 		if rpc != nil {
 			if svc, err = rpc.forSize(sz.String()); err != nil {
+				if !keep {
+					drop()
+				}
 				return err
 			}
 		}
@@ -194,23 +208,30 @@ func databases(ctx context.Context, dialect, dir, server string, sz size, sqlite
 	if err != nil {
 		return "", "", nil, err
 	}
-	var urls []string
-	for _, db := range []string{name + "_user", name + "_auth"} {
-		if _, err := admin.SQL().ExecContext(ctx, `DROP DATABASE IF EXISTS `+db); err != nil {
-			return "", "", nil, err
-		}
-		if _, err := admin.SQL().ExecContext(ctx, `CREATE DATABASE `+db); err != nil {
-			return "", "", nil, err
-		}
-		u, _ := url.Parse(server)
-		u.Path = "/" + db
-		urls = append(urls, u.String())
-	}
+	dbs := []string{name + "_user", name + "_auth"}
 	drop = func() {
-		for _, db := range []string{name + "_user", name + "_auth"} {
+		for _, db := range dbs {
 			_, _ = admin.SQL().ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`)
 		}
 		_ = admin.Close()
+	}
+	var urls []string
+	for _, db := range dbs {
+		if _, err := admin.SQL().ExecContext(ctx, `DROP DATABASE IF EXISTS `+db); err != nil {
+			drop()
+			return "", "", nil, err
+		}
+		if _, err := admin.SQL().ExecContext(ctx, `CREATE DATABASE `+db); err != nil {
+			drop()
+			return "", "", nil, err
+		}
+		u, err := url.Parse(server)
+		if err != nil {
+			drop()
+			return "", "", nil, err
+		}
+		u.Path = "/" + db
+		urls = append(urls, u.String())
 	}
 	return urls[0], urls[1], drop, nil
 }
@@ -224,11 +245,22 @@ type op struct {
 }
 
 // step is an operation to time: n calls, conc of them at a time, call i
-// being f(i).
+// being f(i), or timed(i) for a call that times itself (a part of it is
+// not the operation).
 type step struct {
 	name    string
 	n, conc int
 	f       func(i int) error
+	timed   func(i int) (time.Duration, error)
+}
+
+func (st step) call(i int) (time.Duration, error) {
+	if st.timed != nil {
+		return st.timed(i)
+	}
+	t0 := time.Now()
+	err := st.f(i)
+	return time.Since(t0), err
 }
 
 type result struct {
@@ -313,11 +345,11 @@ func prepare(ctx context.Context, userURL, authURL, hash string, sz size, sample
 	storeToks, rpcToks := toks[:half], toks[half:]
 	now := time.Now()
 	reads := []step{
-		{"GetUser (store Get)", samples, 1, func(int) error { _, err := users.Get(ctx, pick(ids)); return err }},
-		{"Login lookup (GetByEmail)", samples, 1, func(int) error { _, err := users.GetByEmail(ctx, pick(emails)); return err }},
-		{"ListUsers, first page of 50", samples / 4, 1, func(int) error { _, err := users.List(ctx, "", 50); return err }},
-		{"ListUsers, page 90% deep", samples / 4, 1, func(int) error { _, err := users.List(ctx, deep, 50); return err }},
-		{"RefreshToken (Lookup + Rotate)", len(storeToks), 1, func(i int) error {
+		{name: "GetUser (store Get)", n: samples, conc: 1, f: func(int) error { _, err := users.Get(ctx, pick(ids)); return err }},
+		{name: "Login lookup (GetByEmail)", n: samples, conc: 1, f: func(int) error { _, err := users.GetByEmail(ctx, pick(emails)); return err }},
+		{name: "ListUsers, first page of 50", n: samples / 4, conc: 1, f: func(int) error { _, err := users.List(ctx, "", 50); return err }},
+		{name: "ListUsers, page 90% deep", n: samples / 4, conc: 1, f: func(int) error { _, err := users.List(ctx, deep, 50); return err }},
+		{name: "RefreshToken (Lookup + Rotate)", n: len(storeToks), conc: 1, f: func(i int) error {
 			sum := sha256.Sum256([]byte(storeToks[i]))
 			h := hex.EncodeToString(sum[:])
 			if _, _, err := refresh.Lookup(ctx, h); err != nil {
@@ -339,12 +371,12 @@ func prepare(ctx context.Context, userURL, authURL, hash string, sz size, sample
 		storeRevoke[i], rpcRevoke[i] = ids[order[i]], ids[order[k+i]]
 	}
 	ends := []step{
-		{"RevokeAllSessions (one user's families)", len(storeRevoke), 1, func(i int) error {
+		{name: "RevokeAllSessions (one user's families)", n: len(storeRevoke), conc: 1, f: func(i int) error {
 			_, err := refresh.RevokeUserFamilies(ctx, storeRevoke[i], 1<<40, now)
 			return err
 		}},
-		{"background purge, nothing to purge", 200, 1, func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
-		{"start: Open + migrations (user database)", 20, 1, func(int) error {
+		{name: "background purge, nothing to purge", n: 200, conc: 1, f: func(int) error { _, err := refresh.PurgeExpired(ctx, now, time.Hour); return err }},
+		{name: "start: Open + migrations (user database)", n: 20, conc: 1, f: func(int) error {
 			db, err := database.Open(ctx, userURL, userstore.Migrations)
 			if err == nil {
 				err = db.Close()
@@ -468,7 +500,7 @@ func report(w io.Writer, dialect string, rs []result, conc, rounds int) {
 	if len(rs[0].rpcOps) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n%s, gRPC calls to the services: p50 / p99 of one call, calls per second with %d in flight (Login: 2), and the p50 as a ratio to the smallest size's (median of %d rounds' ratios)\n\n", dialect, conc, rounds)
+	fmt.Fprintf(w, "\n%s, gRPC calls to the services (user cache off): p50 / p99 of one call, calls per second with %d in flight (Login: %d, start: 1), and the p50 as a ratio to the smallest size's (median of %d rounds' ratios)\n\n", dialect, conc, min(conc, 2), rounds)
 	table(w, rs, func(r result) []op { return r.rpcOps })
 }
 
@@ -486,13 +518,21 @@ func table(w io.Writer, rs []result, ops func(result) []op) {
 		fmt.Fprintf(w, "| %s |", first.name)
 		for _, r := range rs {
 			o := ops(r)[i]
-			ratios := slices.Clone(o.ratios)
-			slices.Sort(ratios)
 			fmt.Fprintf(w, " %s / %s, %.0f/s, %.2f× |", ms(pct(o.d, 0.5)), ms(pct(o.d, 0.99)),
-				float64(len(o.d))/o.wall.Seconds(), ratios[len(ratios)/2])
+				float64(len(o.d))/o.wall.Seconds(), median(o.ratios))
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// median of xs, the mean of the middle two for an even count.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return s[len(s)/2]
 }
 
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + " ms" }

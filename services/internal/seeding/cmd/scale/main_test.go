@@ -39,7 +39,7 @@ func TestSmallRun(t *testing.T) {
 			if c.name == "postgres" {
 				args[len(args)-1] = dbtest.ServerURL(t)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 			defer cancel()
 			var out, log bytes.Buffer
 			if err := run(ctx, args, &out, &log); err != nil {
@@ -61,7 +61,7 @@ func TestSmallRun(t *testing.T) {
 					t.Errorf("no row %q with a figure per size in:\n%s", r, text)
 				}
 			}
-			if !strings.Contains(text, "gRPC calls to the services") {
+			if !strings.Contains(text, "gRPC calls to the services (user cache off)") {
 				t.Errorf("no gRPC table in:\n%s", text)
 			}
 		})
@@ -76,6 +76,10 @@ func TestFlags(t *testing.T) {
 		{"-sizes", "10:5"},
 		{"-sizes", "0:0"},
 		{"-sizes", "10:20,"},
+		{"-sizes", "5:10"}, // fewer users than 2 × the 3 rounds
+		{"-sizes", "100:1000,10:100"},
+		{"-sizes", "100:1000,1000:100"},
+		{"-rounds", "0"},
 		{"-samples", "99"},
 		{"-concurrency", "0"},
 		{"-no-sqlite"},

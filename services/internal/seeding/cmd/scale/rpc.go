@@ -93,11 +93,18 @@ func (s *rpcServices) start(userURL, authURL string) (time.Duration, error) {
 	return s.startUser(userURL)
 }
 
+// startUser starts the User service with its user cache off: the cache
+// holds 10,000 users by default, every user of the smallest size but a
+// hundredth of 1M, so with it on the small size's GetUser and refreshes
+// would mostly be answered from memory and the large size's from the
+// database, and the ratio would be the cache's hit rate, not the cost of
+// data. Off, every call reads the database at every size (the cached hot
+// path is make bench's).
 func (s *rpcServices) startUser(userURL string) (time.Duration, error) {
 	var err error
 	s.user, err = localproc.Start(filepath.Join(s.bins, "user"), nil, append(s.common(),
 		"GRPC_ADDR="+s.addr(2), "HTTP_ADDR="+s.addr(3), "DATABASE_URL="+userURL,
-		"JWKS_URL=http://"+s.addr(1)+"/.well-known/jwks.json",
+		"JWKS_URL=http://"+s.addr(1)+"/.well-known/jwks.json", "USER_CACHE_SIZE=0",
 		"BOOTSTRAP_ADMIN_EMAIL="+adminEmail, "BOOTSTRAP_ADMIN_PASSWORD="+adminPassword,
 		"SIGNUP_RATE_PER_ADDR=0", "VERIFY_PASSWORD_RATE=0"),
 		"", filepath.Join(s.work, "user.log"))
@@ -143,12 +150,11 @@ func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens, revoke []s
 		conns = append(conns, c)
 	}
 	authc, userc := authv1.NewAuthServiceClient(conns[0]), userv1.NewUserServiceClient(conns[1])
-	login, err := authc.Login(ctx, &authv1.LoginRequest{Email: adminEmail, Password: adminPassword})
-	if err != nil {
+	admin := &adminToken{auth: authc}
+	if _, err := admin.ctx(ctx); err != nil {
 		closeFn()
-		return nil, nil, nil, fmt.Errorf("admin login: %w", err)
+		return nil, nil, nil, err
 	}
-	admin := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+login.GetAccessToken())
 	deepToken := user.PageTokenAfter(deep)
 	var mu sync.Mutex
 	// Seeded, so two runs pick the same rows; nothing here is a secret.
@@ -158,54 +164,122 @@ func (s *rpcServices) steps(ctx context.Context, ids, emails, tokens, revoke []s
 		defer mu.Unlock()
 		return list[rng.IntN(len(list))]
 	}
+	// asAdmin and plain bound each call, so a service that stops answering
+	// ends the run with an error instead of holding it.
+	asAdmin := func(call func(context.Context) error) error {
+		actx, err := admin.ctx(ctx)
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(actx, callTimeout)
+		defer cancel()
+		return call(actx)
+	}
+	plain := func(call func(context.Context) error) error {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		return call(cctx)
+	}
 	reads = []step{
-		{"GetUser (RPC, admin token, random user)", samples, conc, func(int) error {
-			_, err := userc.GetUser(admin, &userv1.GetUserRequest{Id: pick(ids)})
-			return err
+		{name: "GetUser (RPC, admin token, random user)", n: samples, conc: conc, f: func(int) error {
+			return asAdmin(func(ctx context.Context) error {
+				_, err := userc.GetUser(ctx, &userv1.GetUserRequest{Id: pick(ids)})
+				return err
+			})
 		}},
-		{"ListUsers (RPC), first page of 50", samples / 4, conc, func(int) error {
-			_, err := userc.ListUsers(admin, &userv1.ListUsersRequest{PageSize: 50})
-			return err
+		{name: "ListUsers (RPC), first page of 50", n: samples / 4, conc: conc, f: func(int) error {
+			return asAdmin(func(ctx context.Context) error {
+				_, err := userc.ListUsers(ctx, &userv1.ListUsersRequest{PageSize: 50})
+				return err
+			})
 		}},
-		{"ListUsers (RPC), page 90% deep", samples / 4, conc, func(int) error {
-			r, err := userc.ListUsers(admin, &userv1.ListUsersRequest{PageSize: 50, PageToken: deepToken})
-			if want := min(50, deepRest); err == nil && len(r.GetUsers()) != want {
-				err = fmt.Errorf("deep page: %d users, want %d", len(r.GetUsers()), want)
-			}
-			return err
+		{name: "ListUsers (RPC), page 90% deep", n: samples / 4, conc: conc, f: func(int) error {
+			return asAdmin(func(ctx context.Context) error {
+				r, err := userc.ListUsers(ctx, &userv1.ListUsersRequest{PageSize: 50, PageToken: deepToken})
+				if err != nil {
+					return err
+				}
+				// The first page has 50 users too: check these come after deep.
+				us := r.GetUsers()
+				if want := min(50, deepRest); len(us) != want {
+					return fmt.Errorf("deep page: %d users, want %d", len(us), want)
+				}
+				if us[0].GetId() <= deep {
+					return fmt.Errorf("deep page starts at %s, not after %s", us[0].GetId(), deep)
+				}
+				return nil
+			})
 		}},
 		// argon2id bounds Login at a few dozen a second on two cores:
 		// fewer calls, two at once (the hashing slots), so the figure is
 		// the hash and the lookups, not the admission queue.
-		{"Login (RPC, argon2id), random user", max(20, samples/20), min(conc, 2), func(int) error {
-			_, err := authc.Login(ctx, &authv1.LoginRequest{Email: pick(emails), Password: Password})
-			return err
+		{name: "Login (RPC, argon2id), random user", n: max(20, samples/20), conc: min(conc, 2), f: func(int) error {
+			return plain(func(ctx context.Context) error {
+				_, err := authc.Login(ctx, &authv1.LoginRequest{Email: pick(emails), Password: Password})
+				return err
+			})
 		}},
-		{"RefreshToken (RPC)", len(tokens), conc, func(i int) error {
-			_, err := authc.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: tokens[i]})
-			return err
+		{name: "RefreshToken (RPC)", n: len(tokens), conc: conc, f: func(i int) error {
+			return plain(func(ctx context.Context) error {
+				_, err := authc.RefreshToken(ctx, &authv1.RefreshTokenRequest{RefreshToken: tokens[i]})
+				return err
+			})
 		}},
 	}
 	ends = []step{
-		{"RevokeAllSessions (RPC, admin token, random user)", len(revoke), conc, func(i int) error {
-			_, err := authc.RevokeAllSessions(admin, &authv1.RevokeAllSessionsRequest{UserId: revoke[i]})
-			return err
+		{name: "RevokeAllSessions (RPC, admin token, random user)", n: len(revoke), conc: conc, f: func(i int) error {
+			return asAdmin(func(ctx context.Context) error {
+				_, err := authc.RevokeAllSessions(ctx, &authv1.RevokeAllSessionsRequest{UserId: revoke[i]})
+				return err
+			})
 		}},
 	}
 	return reads, ends, closeFn, nil
 }
 
-// restarts times the User service's start to SERVING n times on the
-// seeded database: exec, configuration, Open with the migrations (none
-// pending), the bootstrap admin check, the listeners.
+// callTimeout bounds one timed call: far past any call's cost, so only a
+// service that stopped answering reaches it.
+const callTimeout = time.Minute
+
+// adminToken is the bootstrap admin's access token, renewed by logging in
+// again once it is minutes old: seeding the later sizes and timing the
+// store take longer than a token lives (JWT_ACCESS_EXPIRY, 15 min).
+type adminToken struct {
+	auth   authv1.AuthServiceClient
+	mu     sync.Mutex
+	bearer string
+	at     time.Time
+}
+
+const adminTokenRenew = 5 * time.Minute
+
+// ctx is parent carrying the admin's token.
+func (a *adminToken) ctx(parent context.Context) (context.Context, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bearer == "" || time.Since(a.at) > adminTokenRenew {
+		lctx, cancel := context.WithTimeout(parent, callTimeout)
+		defer cancel()
+		login, err := a.auth.Login(lctx, &authv1.LoginRequest{Email: adminEmail, Password: adminPassword})
+		if err != nil {
+			return nil, fmt.Errorf("admin login: %w", err)
+		}
+		a.bearer, a.at = "Bearer "+login.GetAccessToken(), time.Now()
+	}
+	return metadata.AppendToOutgoingContext(parent, "authorization", a.bearer), nil
+}
+
+// restarts times the User service's start n times on the seeded database,
+// from exec to SERVING: configuration, Open with the migrations (none
+// pending), the bootstrap admin check, the listeners. Stopping the one
+// before (a graceful stop, on SQLite a last checkpoint) is not timed.
 func (s *rpcServices) restarts(userURL string, n int) step {
-	return step{"start: User service exec to SERVING (RPC)", n, 1, func(int) error {
+	return step{name: "start: User service exec to SERVING (RPC)", n: n, conc: 1, timed: func(int) (time.Duration, error) {
 		if s.user != nil {
 			s.user.Stop()
 			s.user = nil
 		}
-		_, err := s.startUser(userURL)
-		return err
+		return s.startUser(userURL)
 	}}
 }
 
@@ -224,9 +298,7 @@ func timeStep(st step, lo, hi int) (op, error) {
 			defer wg.Done()
 			var mine []time.Duration
 			for i := range next {
-				c0 := time.Now()
-				err := st.f(i)
-				d := time.Since(c0)
+				d, err := st.call(i)
 				mu.Lock()
 				if err != nil && first == nil {
 					first = fmt.Errorf("%s: call %d: %w", st.name, i, err)
