@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
 )
@@ -43,25 +46,35 @@ const MemoryLimitRatio = 0.9
 
 // tuneMemory sets the runtime's soft memory limit to MemoryLimitRatio of
 // the memory limit limit reports (the container's cgroup, in production)
-// unless GOMEMLIMIT is set, and returns the limit in force. No limit, or
-// none that can be read (no cgroup, another OS), leaves the runtime's
-// default, no limit: the process is not in a container that would kill
-// it. The result is on /metrics as go_gc_gomemlimit_bytes.
-func tuneMemory(environ []string, limit memlimit.Provider) int64 {
+// unless GOMEMLIMIT is set, and returns the limit in force and where it
+// came from. No limit, or none that can be read (no cgroup, another OS),
+// leaves the runtime's default, no limit: the process is not in a
+// container that would kill it, or cannot tell, and says which. The limit
+// is on /metrics as go_gc_gomemlimit_bytes; where it came from, on the
+// "serving" log line.
+func tuneMemory(environ []string, limit memlimit.Provider) (int64, string) {
 	if lookupEnv(environ, "GOMEMLIMIT") != "" {
-		return debug.SetMemoryLimit(-1)
+		return debug.SetMemoryLimit(-1), "GOMEMLIMIT"
 	}
 	n, err := limit()
-	if err != nil || n == 0 {
-		return debug.SetMemoryLimit(-1)
+	switch {
+	case errors.Is(err, memlimit.ErrNoLimit) || (err == nil && n == 0):
+		return debug.SetMemoryLimit(-1), "none: the cgroup sets no memory limit"
+	case err != nil:
+		return debug.SetMemoryLimit(-1), "none: the cgroup's memory limit cannot be read: " + err.Error()
 	}
 	soft := float64(n) * MemoryLimitRatio
 	if soft >= math.MaxInt64 {
-		return debug.SetMemoryLimit(-1)
+		return debug.SetMemoryLimit(-1), "none: the cgroup's memory limit is past int64"
 	}
 	debug.SetMemoryLimit(int64(soft))
-	return int64(soft)
+	return int64(soft), fmt.Sprintf("%.0f%% of the cgroup's memory limit, %d bytes", MemoryLimitRatio*100, n)
 }
+
+// memoryLimitFrom is where the soft memory limit came from (tuneMemory),
+// for the "serving" log line: stored once before the service is built;
+// the limit, like the runtime it is set in, is the process's.
+var memoryLimitFrom atomic.Pointer[string]
 
 // lookupEnv returns the first value of key in environ, "" if unset: the
 // one the Go runtime reads.

@@ -45,25 +45,29 @@ func TestTuneMemory(t *testing.T) {
 		return func() (uint64, error) { return n, err }
 	}
 	tests := []struct {
-		name    string
-		environ []string
-		limit   memlimit.Provider
-		want    int64
+		name     string
+		environ  []string
+		limit    memlimit.Provider
+		want     int64
+		wantFrom string
 	}{
-		{"256 MiB container", nil, limit(256<<20, nil), 241591910},
-		{"128 MiB container", []string{"GOMEMLIMIT="}, limit(128<<20, nil), 120795955},
-		{"GOMEMLIMIT set: the runtime read it", []string{"GOMEMLIMIT=100MiB"}, limit(256<<20, nil), untouched},
-		{"no limit (cgroup max)", nil, limit(0, memlimit.ErrNoLimit), untouched},
-		{"no cgroup to read", nil, limit(0, errors.New("no cgroup mount")), untouched},
-		{"a zero limit is none", nil, limit(0, nil), untouched},
-		{"a limit past int64", nil, limit(math.MaxUint64, nil), untouched},
+		{"256 MiB container", nil, limit(256<<20, nil), 241591910, "90% of the cgroup's memory limit, 268435456 bytes"},
+		{"128 MiB container", []string{"GOMEMLIMIT="}, limit(128<<20, nil), 120795955, "90% of the cgroup's memory limit, 134217728 bytes"},
+		{"GOMEMLIMIT set: the runtime read it", []string{"GOMEMLIMIT=100MiB"}, limit(256<<20, nil), untouched, "GOMEMLIMIT"},
+		{"no limit (cgroup max)", nil, limit(0, memlimit.ErrNoLimit), untouched, "none: the cgroup sets no memory limit"},
+		{"no cgroup to read", nil, limit(0, errors.New("no cgroup mount")), untouched, "none: the cgroup's memory limit cannot be read: no cgroup mount"},
+		{"a zero limit is none", nil, limit(0, nil), untouched, "none: the cgroup sets no memory limit"},
+		{"a limit past int64", nil, limit(math.MaxUint64, nil), untouched, "none: the cgroup's memory limit is past int64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			debug.SetMemoryLimit(untouched)
-			got := tuneMemory(tt.environ, tt.limit)
+			got, from := tuneMemory(tt.environ, tt.limit)
 			if now := debug.SetMemoryLimit(-1); now != tt.want || got != tt.want {
 				t.Errorf("soft limit %d, tuneMemory said %d, want %d", now, got, tt.want)
+			}
+			if from != tt.wantFrom {
+				t.Errorf("from %q, want %q", from, tt.wantFrom)
 			}
 		})
 	}

@@ -31,7 +31,8 @@ func RunProcess(ctx context.Context, args, environ []string, stdout io.Writer, b
 		return healthprobe.Run(args[2:], stdout)
 	}
 	tuneGC(environ)
-	tuneMemory(environ, memlimit.FromCgroup)
+	_, from := tuneMemory(environ, memlimit.FromCgroup)
+	memoryLimitFrom.Store(&from)
 	p, err := build(ctx, environ, stdout)
 	if err != nil {
 		return err

@@ -387,6 +387,9 @@ func (s *Server) Serve(ctx context.Context, ls Listeners) error {
 	if ls.Metrics != nil {
 		attrs = append(attrs, "metrics_addr", ls.Metrics.Addr().String())
 	}
+	if from := memoryLimitFrom.Load(); from != nil {
+		attrs = append(attrs, "gomemlimit", debug.SetMemoryLimit(-1), "gomemlimit_from", *from)
+	}
 	s.log.Info("serving", attrs...)
 
 	var serveErr error
